@@ -1,0 +1,286 @@
+//! Applying a plan (SPEC §1 step 4–5): each module to install or update goes through a
+//! [`Transaction`], its entry point and health check run under the §5 contract, and it is
+//! committed or rolled back. Modules are scheduled by priority and dependencies; orphans are
+//! removed with `--prune` (kept as their backup).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::fault;
+use crate::fs;
+use crate::journal::Journal;
+use crate::layout::Layout;
+use crate::module::ModuleIndex;
+use crate::plan::{Action, Decision, ModulePlan, Plan};
+use crate::report::Outcome;
+use crate::runner::{self, Program, RunSpec};
+use crate::schedule::{self, Node};
+use crate::transaction::Transaction;
+
+/// Settings for applying.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub jobs: usize,
+    /// Python interpreter for `index.py` modules.
+    pub python: PathBuf,
+}
+
+/// The interpreter for `main(args)` modules: `$UPDATER_PYTHON`, else `python3` on PATH.
+pub fn default_python() -> PathBuf {
+    std::env::var_os("UPDATER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// Applies every module of `plan` whose action is not `Nothing`; returns each one's outcome.
+pub fn apply(
+    layout: &Layout,
+    plan: &Plan,
+    opts: &ApplyOptions,
+) -> Result<BTreeMap<String, Outcome>> {
+    let journal = Journal::load(&layout.journal())?;
+    fs::create_dir_all(&layout.staging())?;
+    fs::create_dir_all(&layout.logs())?;
+    let installs: Vec<&ModulePlan> = plan
+        .to_apply()
+        .filter(|m| m.action == Action::Install)
+        .collect();
+    let nodes: Vec<Node> = installs
+        .iter()
+        .filter_map(|m| {
+            m.repo_index.as_ref().map(|idx| Node {
+                name: m.name.clone(),
+                priority: idx.priority,
+                depends_on: idx.depends_on.clone(),
+            })
+        })
+        .collect();
+    let external = |dep: &str| -> std::result::Result<(), String> {
+        match plan.get(dep) {
+            Some(m) if m.decision == Decision::Invalid => {
+                Err(format!("dependency {dep} is invalid"))
+            }
+            Some(m) if m.installed_index.is_some() => Ok(()),
+            _ => Err(format!("dependency {dep} is not installed")),
+        }
+    };
+    let work = |name: &str| -> Outcome {
+        match plan.get(name) {
+            Some(m) => install_one(layout, &journal, m, opts),
+            None => Outcome {
+                result: "skipped",
+                error: Some("not in the plan".into()),
+                duration_ms: None,
+            },
+        }
+    };
+    let mut outcomes = schedule::run(&nodes, opts.jobs, external, work)?;
+    for o in &outcomes {
+        if o.1.result == "skipped" {
+            log::warn!(
+                "Module {} skipped: {}",
+                o.0,
+                o.1.error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    for m in plan.to_apply().filter(|m| m.action == Action::Remove) {
+        let start = Instant::now();
+        let outcome = match remove_one(layout, &m.name) {
+            Ok(()) => {
+                log::info!(
+                    "Module {} removed (kept as its backup; `updater rollback {}` restores it)",
+                    m.name,
+                    m.name
+                );
+                Outcome {
+                    result: "removed",
+                    error: None,
+                    duration_ms: Some(start.elapsed().as_millis()),
+                }
+            }
+            Err(e) => {
+                log::error!("Module {} could not be removed: {e:#}", m.name);
+                Outcome {
+                    result: "skipped",
+                    error: Some(format!("{e:#}")),
+                    duration_ms: Some(start.elapsed().as_millis()),
+                }
+            }
+        };
+        outcomes.insert(m.name.clone(), outcome);
+    }
+    Ok(outcomes)
+}
+
+/// Moves an orphaned module to its backup slot (replacing the previous backup).
+fn remove_one(layout: &Layout, name: &str) -> Result<()> {
+    let installed = layout.module(name);
+    let backup = layout.backup_of(name);
+    fs::create_dir_all(&layout.backup())?;
+    fs::remove_all(&backup)?;
+    fs::rename(&installed, &backup)
+}
+
+fn install_one(layout: &Layout, journal: &Journal, m: &ModulePlan, opts: &ApplyOptions) -> Outcome {
+    let start = Instant::now();
+    let result = try_install(layout, journal, m, opts);
+    let duration_ms = Some(start.elapsed().as_millis());
+    let to = m.available.as_deref().unwrap_or("?");
+    match result {
+        Ok(()) => {
+            log::info!("✓ Module {} updated to {to}", m.name);
+            Outcome {
+                result: "applied",
+                error: None,
+                duration_ms,
+            }
+        }
+        Err(e) => {
+            let reason = format!("{e:#}");
+            match &m.installed {
+                Some(old) => log::error!("✗ Module {} failed: {reason}; it stays at {old}", m.name),
+                None => log::error!("✗ Module {} failed: {reason}; it was not installed", m.name),
+            }
+            Outcome {
+                result: "rolled_back",
+                error: Some(reason),
+                duration_ms,
+            }
+        }
+    }
+}
+
+fn try_install(
+    layout: &Layout,
+    journal: &Journal,
+    m: &ModulePlan,
+    opts: &ApplyOptions,
+) -> Result<()> {
+    let (Some(index), Some(source)) = (m.repo_index.as_ref(), m.repo_dir.as_ref()) else {
+        anyhow::bail!("the repository copy of {} is unreadable", m.name);
+    };
+    let name = m.name.as_str();
+    let to = index.version.to_string();
+    match &m.installed {
+        Some(from) => log::info!("Updating module {name}: {from} → {to}"),
+        None => log::info!("Installing module {name}: {to}"),
+    }
+    let mut txn = Transaction::stage(layout, journal, name, source, &to, &index.backup_paths)?;
+    txn.swap()?;
+    let module_dir = layout.module(name);
+    let env = environment(layout, m, &module_dir, txn.old_copy().as_deref());
+    let log_file = layout.logs().join(format!("{name}.log"));
+    fs::remove_all(&log_file)?;
+
+    let entry = runner::resolve_entry(&module_dir, index.entry.as_deref())
+        .with_context(|| format!("finding the entry point of {name}"))?;
+    fault::point("entry_started", name);
+    match &entry {
+        Some(program) => {
+            run_step(
+                name,
+                "entry point",
+                program,
+                &module_dir,
+                &env,
+                index,
+                &log_file,
+                opts,
+            )?;
+        }
+        None => log::info!("Module {name} has no entry point; its files are installed"),
+    }
+    fault::point("entry_done", name);
+    if let Some(health) = &index.health {
+        let program = health_program(&module_dir, health);
+        run_step(
+            name,
+            "health check",
+            &program,
+            &module_dir,
+            &env,
+            index,
+            &log_file,
+            opts,
+        )?;
+    }
+    fault::point("health_done", name);
+    txn.commit()
+}
+
+/// A health check runs as `python main(args)` when it is a `.py` file, else as an executable.
+fn health_program(module_dir: &Path, rel: &str) -> Program {
+    let path = module_dir.join(rel);
+    if rel.ends_with(".py") {
+        Program::PythonMain(path)
+    } else {
+        Program::Executable(path)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_step(
+    name: &str,
+    what: &str,
+    program: &Program,
+    module_dir: &Path,
+    env: &[(String, String)],
+    index: &ModuleIndex,
+    log_file: &Path,
+    opts: &ApplyOptions,
+) -> Result<()> {
+    let outcome = runner::run(&RunSpec {
+        module: name,
+        module_dir,
+        program,
+        args: &[],
+        env,
+        timeout: index.timeout,
+        log_file,
+        python: &opts.python,
+    })
+    .with_context(|| format!("running the {what} of {name}"))?;
+    if outcome.success {
+        log::debug!(
+            "Module {name}: {what} succeeded in {} ms",
+            outcome.duration.as_millis()
+        );
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{what} failed: {}",
+            outcome.reason.unwrap_or_else(|| "unknown reason".into())
+        )
+    }
+}
+
+/// The `UPDATER_*` variables of SPEC §5.
+fn environment(
+    layout: &Layout,
+    m: &ModulePlan,
+    module_dir: &Path,
+    old: Option<&Path>,
+) -> Vec<(String, String)> {
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    vec![
+        ("UPDATER_MODULE".into(), m.name.clone()),
+        (
+            "UPDATER_FROM_VERSION".into(),
+            m.installed.clone().unwrap_or_default(),
+        ),
+        (
+            "UPDATER_TO_VERSION".into(),
+            m.available.clone().unwrap_or_default(),
+        ),
+        ("UPDATER_MODULE_DIR".into(), s(module_dir)),
+        ("UPDATER_BACKUP_DIR".into(), old.map(s).unwrap_or_default()),
+        ("UPDATER_MODULES_PATH".into(), s(&layout.root)),
+    ]
+}
+
+/// Default timeout, re-exported for callers that run entries outside a plan (legacy mode).
+pub const DEFAULT_TIMEOUT: Duration = crate::module::DEFAULT_TIMEOUT;

@@ -1,0 +1,231 @@
+//! The command line (SPEC §2): clap definitions, and their translation into a validated
+//! [`Config`]. Both the subcommand and the upstream flag forms are accepted.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Command, Config, Verbosity};
+
+const EXAMPLES: &str = "\
+Examples:
+  updater                                   sync (same as `updater sync`)
+  updater check                             show what would change (same as --check-only)
+  updater check --json --exit-code          machine-readable; exit 100 when updates exist
+  updater sync --repo-url ./updates --modules-path /tmp/demo
+                                            install from a local checkout into a scratch root
+  updater status                            list installed modules and their last result
+  updater disable adblock                   hold a module at its installed version
+  updater rollback adblock                  put back the copy its last update replaced
+  updater --legacy                          run the legacy manifest mode
+
+Exit codes: 0 success, 1 could not proceed (or an invalid module in check), 2 usage error,
+3 some modules failed or were skipped (they are at their old copy), 100 updates available
+(check --exit-code).";
+
+/// Keeps the modules installed on this machine in step with a git repository.
+#[derive(Debug, Parser)]
+#[command(name = "updater", version, about, after_help = EXAMPLES, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<CommandArg>,
+
+    /// Detect only (same as `updater check`)
+    #[arg(long, conflicts_with = "legacy")]
+    pub check_only: bool,
+
+    /// Run the legacy manifest mode (same as `updater legacy`)
+    #[arg(long)]
+    pub legacy: bool,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Updates repository: https, ssh, git://, file:// or a plain path
+    /// [default: the installed index's metadata.repository_url, else the upstream repository]
+    #[arg(long, global = true, value_name = "URL")]
+    pub repo_url: Option<String>,
+
+    /// Branch to follow [default: the installed index's metadata.branch, else the remote's default]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub branch: Option<String>,
+
+    /// Where the local clone lives [default: <modules-path>/.updater/repo]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub local_repo: Option<PathBuf>,
+
+    /// Install root holding modules/ and index.json
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value = "/var/local/lib/updates"
+    )]
+    pub modules_path: PathBuf,
+
+    /// Legacy manifest [default: <modules-path>/manifest.json]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+
+    /// Entry points run at once, at most [default: number of CPUs]
+    #[arg(long, short = 'j', global = true, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: Option<u16>,
+
+    /// Print one JSON document on stdout (log lines go to stderr)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// check: exit 100 when updates are available
+    #[arg(long, global = true)]
+    pub exit_code: bool,
+
+    /// Install an older repository version over a newer installed one
+    #[arg(long, global = true)]
+    pub allow_downgrade: bool,
+
+    /// Remove installed modules that are gone from the repository
+    #[arg(long, global = true)]
+    pub prune: bool,
+
+    /// Wait for a running updater instead of exiting 1
+    #[arg(long, global = true)]
+    pub wait: bool,
+
+    /// Only warnings and errors
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More detail (-vv for even more)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CommandArg {
+    /// Sync the repository and install or update modules (the default)
+    Sync,
+    /// Sync the repository and report what would change; installs nothing
+    Check,
+    /// Run the installed modules listed in the legacy manifest
+    Legacy,
+    /// Show installed modules: version, enabled, last result and when
+    Status,
+    /// Release a hold: set metadata.enabled to true in the installed copy
+    Enable { name: String },
+    /// Hold a module: set metadata.enabled to false in the installed copy
+    Disable { name: String },
+    /// Put back the copy that a module's last update replaced, with its index entry
+    Rollback { name: String },
+}
+
+impl Cli {
+    /// Validates the arguments into a [`Config`].
+    pub fn into_config(self) -> Result<Config> {
+        let command = match (self.command, self.check_only, self.legacy) {
+            (Some(_), true, _) | (Some(_), _, true) => {
+                bail!("--check-only and --legacy cannot be combined with a command")
+            }
+            (None, true, _) => Command::Check,
+            (None, _, true) => Command::Legacy,
+            (None, false, false) | (Some(CommandArg::Sync), _, _) => Command::Sync,
+            (Some(CommandArg::Check), _, _) => Command::Check,
+            (Some(CommandArg::Legacy), _, _) => Command::Legacy,
+            (Some(CommandArg::Status), _, _) => Command::Status,
+            (Some(CommandArg::Enable { name }), _, _) => Command::Enable(name),
+            (Some(CommandArg::Disable { name }), _, _) => Command::Disable(name),
+            (Some(CommandArg::Rollback { name }), _, _) => Command::Rollback(name),
+        };
+        let g = self.global;
+        let verbosity = if g.quiet {
+            Verbosity::Quiet
+        } else {
+            match g.verbose {
+                0 => Verbosity::Normal,
+                1 => Verbosity::Verbose,
+                _ => Verbosity::Trace,
+            }
+        };
+        if let Some(url) = &g.repo_url {
+            if url.trim().is_empty() {
+                bail!("--repo-url must not be empty");
+            }
+        }
+        if let Some(b) = &g.branch {
+            if b.trim().is_empty() || b.starts_with('-') || b.contains("..") || b.contains(' ') {
+                bail!("--branch {b:?} is not a valid branch name");
+            }
+        }
+        let modules_path = absolute(g.modules_path);
+        let jobs = g.jobs.map(usize::from).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        Ok(Config {
+            command,
+            repo_url: g.repo_url,
+            branch: g.branch,
+            local_repo: g.local_repo.map(absolute),
+            manifest: g.manifest.map(absolute),
+            modules_path,
+            jobs,
+            json: g.json,
+            exit_code: g.exit_code,
+            allow_downgrade: g.allow_downgrade,
+            prune: g.prune,
+            wait: g.wait,
+            verbosity,
+        })
+    }
+}
+
+fn absolute(p: PathBuf) -> PathBuf {
+    if p.is_absolute() {
+        return p;
+    }
+    std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut v = vec!["updater"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).unwrap().into_config().unwrap()
+    }
+
+    #[test]
+    fn flag_and_subcommand_forms_agree() {
+        assert_eq!(parse(&[]).command, Command::Sync);
+        assert_eq!(parse(&["sync"]).command, Command::Sync);
+        assert_eq!(parse(&["--check-only"]).command, Command::Check);
+        assert_eq!(parse(&["check"]).command, Command::Check);
+        assert_eq!(parse(&["--legacy"]).command, Command::Legacy);
+        assert_eq!(parse(&["legacy"]).command, Command::Legacy);
+        assert_eq!(parse(&["enable", "x"]).command, Command::Enable("x".into()));
+    }
+
+    #[test]
+    fn options_are_global() {
+        let a = parse(&["check", "--json", "--modules-path", "/m"]);
+        let b = parse(&["--json", "--modules-path", "/m", "check"]);
+        assert!(a.json && b.json);
+        assert_eq!(a.modules_path, b.modules_path);
+    }
+
+    #[test]
+    fn bad_usage_is_rejected() {
+        assert!(Cli::try_parse_from(["updater", "--nope"]).is_err());
+        assert!(Cli::try_parse_from(["updater", "--check-only", "--legacy"]).is_err());
+        assert!(Cli::try_parse_from(["updater", "--jobs", "0"]).is_err());
+        let c = Cli::try_parse_from(["updater", "--check-only", "sync"]).unwrap();
+        assert!(c.into_config().is_err());
+    }
+}

@@ -1,0 +1,372 @@
+//! The commands, each one the pipeline of SPEC §1 in order: lock → recover → sync → plan →
+//! apply → index/report. Every command that writes repairs first; `check` only reports what a
+//! repair would do.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use crate::apply::{self, ApplyOptions};
+use crate::config::{Config, DEFAULT_REPO_URL};
+use crate::fault;
+use crate::fs::{self, RunLock};
+use crate::git::{self, SyncOptions, SyncedRepo};
+use crate::global_index::GlobalIndex;
+use crate::layout::Layout;
+use crate::module::{self, ModuleIndex};
+use crate::plan::{self, Plan, PlanOptions};
+use crate::recover;
+use crate::report::{self, SUCCESS_LINE};
+use crate::state::State;
+use crate::ExitStatus;
+
+/// An open run: the lock is held for as long as this lives.
+struct Session {
+    layout: Layout,
+    _lock: RunLock,
+}
+
+/// Takes the lock (creating `.updater/` first, nothing else), then repairs when `writes`.
+fn open(cfg: &Config, writes: bool) -> Result<Session> {
+    let layout = Layout::new(&cfg.modules_path);
+    if layout.root.exists() && !layout.root.is_dir() {
+        bail!(
+            "--modules-path {} is not a directory",
+            layout.root.display()
+        );
+    }
+    fs::create_dir_all(&layout.state_dir())?;
+    let lock = RunLock::acquire(&layout.lock(), cfg.wait)?;
+    if writes {
+        recover::recover(&layout).context("repairing what an interrupted run left")?;
+    } else {
+        for p in recover::pending(&layout)? {
+            log::warn!("Pending repair (the next sync does it): {p}");
+        }
+    }
+    Ok(Session {
+        layout,
+        _lock: lock,
+    })
+}
+
+/// Syncs the clone from the configured source and plans.
+fn sync_and_plan(
+    cfg: &Config,
+    layout: &Layout,
+    installed: Option<&GlobalIndex>,
+) -> Result<(SyncedRepo, Plan)> {
+    let url = cfg
+        .repo_url
+        .clone()
+        .or_else(|| installed.and_then(|i| i.repository_url().map(str::to_string)))
+        .unwrap_or_else(|| DEFAULT_REPO_URL.to_string());
+    let url = git::normalize_url(&url);
+    let branch = cfg
+        .branch
+        .clone()
+        .or_else(|| installed.and_then(|i| i.branch().map(str::to_string)));
+    let local = cfg
+        .local_repo
+        .clone()
+        .unwrap_or_else(|| layout.default_clone());
+    let progress = !cfg.json
+        && cfg.verbosity != crate::config::Verbosity::Quiet
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let synced = git::sync(&url, branch.as_deref(), &local, &SyncOptions { progress })
+        .with_context(|| format!("syncing the updates repository {url}"))?;
+    log::info!(
+        "Repository {} ({}) is at {}",
+        synced.url,
+        synced.branch,
+        &synced.commit[..synced.commit.len().min(12)]
+    );
+    let opts = PlanOptions {
+        allow_downgrade: cfg.allow_downgrade,
+        prune: cfg.prune,
+    };
+    let plan = plan::plan(&synced.path.join("modules"), &layout.modules(), opts)?;
+    Ok((synced, plan))
+}
+
+/// `updater check`.
+pub fn check(cfg: &Config) -> Result<ExitStatus> {
+    let session = open(cfg, false)?;
+    let layout = &session.layout;
+    let installed = GlobalIndex::load(&layout.index())?;
+    let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref())?;
+    report::log_decisions(&plan);
+    if cfg.json {
+        report::print_json(&report::json_document(
+            "check",
+            &synced,
+            &plan,
+            &BTreeMap::new(),
+        ));
+    }
+    let status = if plan.invalid_count() > 0 {
+        log::error!("{} modules are invalid", plan.invalid_count());
+        ExitStatus::Failure
+    } else if cfg.exit_code && plan.to_apply().next().is_some() {
+        ExitStatus::UpdatesAvailable
+    } else {
+        ExitStatus::Success
+    };
+    if status != ExitStatus::Failure {
+        log::info!("{SUCCESS_LINE}");
+    }
+    Ok(status)
+}
+
+/// `updater sync`.
+pub fn sync(cfg: &Config) -> Result<ExitStatus> {
+    let session = open(cfg, true)?;
+    let layout = &session.layout;
+    let installed = GlobalIndex::load(&layout.index())?;
+    let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref())?;
+    report::log_decisions(&plan);
+    let opts = ApplyOptions {
+        jobs: cfg.jobs,
+        python: apply::default_python(),
+    };
+    let outcomes = apply::apply(layout, &plan, &opts)?;
+
+    let mut index = match installed {
+        Some(i) => i,
+        None => GlobalIndex::empty(&layout.index()),
+    };
+    match GlobalIndex::load(&synced.path.join("index.json")) {
+        Ok(Some(repo_index)) => index.merge_metadata_from(&repo_index),
+        Ok(None) => {}
+        Err(e) => log::warn!("ignoring the repository's global index: {e:#}"),
+    }
+    index.set_metadata("repository_url", &synced.url);
+    if cfg.branch.is_some() || index.branch().is_some() {
+        index.set_metadata("branch", &synced.branch);
+    }
+    write_index(layout, &mut index)?;
+
+    let mut state = State::load(&layout.state_file())?;
+    for (name, o) in &outcomes {
+        let version = plan.get(name).and_then(|m| m.available.as_deref());
+        state.record(name, o.result, version, o.error.as_deref());
+    }
+    state.last_commit = Some(synced.commit.clone());
+    state.last_run = Some(crate::clock::now_iso8601());
+    state.save()?;
+
+    let s = report::summarize(&plan, &outcomes);
+    if cfg.json {
+        report::print_json(&report::json_document("sync", &synced, &plan, &outcomes));
+    }
+    if s.to_apply > 0 {
+        log::info!(
+            "Applied {} of {} modules; {} failed, {} skipped",
+            s.applied,
+            s.to_apply,
+            s.failed,
+            s.skipped
+        );
+    }
+    if s.failed + s.skipped + s.invalid > 0 {
+        if s.invalid > 0 {
+            log::error!("{} modules are invalid", s.invalid);
+        }
+        return Ok(ExitStatus::Partial);
+    }
+    log::info!("{SUCCESS_LINE}");
+    Ok(ExitStatus::Success)
+}
+
+/// Rewrites `packages` from what is in the module directories: each installed module with its
+/// installed version. A module whose index cannot be read keeps its previous entry.
+fn write_index(layout: &Layout, index: &mut GlobalIndex) -> Result<()> {
+    let previous: BTreeMap<String, String> = index.packages().into_iter().collect();
+    let mut packages = Vec::new();
+    for os_name in fs::list_dir(&layout.modules())? {
+        let Some(name) = os_name.to_str().filter(|n| module::valid_name(n)) else {
+            continue;
+        };
+        let dir = layout.module(name);
+        if !dir.is_dir() {
+            continue;
+        }
+        match ModuleIndex::load(&dir) {
+            Ok(m) => packages.push((name.to_string(), m.version.to_string())),
+            Err(e) => {
+                if let Some(v) = previous.get(name) {
+                    packages.push((name.to_string(), v.clone()));
+                }
+                log::warn!("index entry of {name} kept as it was: {e:#}");
+            }
+        }
+    }
+    index.set_packages(&packages);
+    index.save()?;
+    fault::point("index_written", "");
+    Ok(())
+}
+
+/// `updater status`.
+pub fn status(cfg: &Config) -> Result<ExitStatus> {
+    let layout = Layout::new(&cfg.modules_path);
+    let state = State::load(&layout.state_file())?;
+    let mut rows = Vec::new();
+    for os_name in fs::list_dir(&layout.modules())? {
+        let Some(name) = os_name.to_str().filter(|n| module::valid_name(n)) else {
+            continue;
+        };
+        let (version, enabled, error) = match ModuleIndex::load(&layout.module(name)) {
+            Ok(m) => (Some(m.version.to_string()), Some(m.enabled), None),
+            Err(e) => (None, None, Some(format!("{e:#}"))),
+        };
+        let last = state.modules.get(name);
+        rows.push(json!({
+            "name": name,
+            "version": version,
+            "enabled": enabled,
+            "last_result": last.map(|l| l.result.clone()),
+            "last_time": last.map(|l| l.time.clone()),
+            "last_error": last.and_then(|l| l.error.clone()),
+            "error": error,
+            "has_backup": layout.backup_of(name).exists(),
+        }));
+    }
+    if cfg.json {
+        report::print_json(&json!({
+            "command": "status",
+            "modules_path": layout.root,
+            "last_commit": state.last_commit,
+            "last_run": state.last_run,
+            "modules": rows,
+        }));
+        return Ok(ExitStatus::Success);
+    }
+    if rows.is_empty() {
+        println!("No modules installed in {}", layout.modules().display());
+        return Ok(ExitStatus::Success);
+    }
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let table: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                text(&r["name"]),
+                text(&r["version"]),
+                text(&r["enabled"]),
+                text(&r["last_result"]),
+                text(&r["last_time"]),
+            ]
+        })
+        .collect();
+    let header = ["MODULE", "VERSION", "ENABLED", "LAST RESULT", "WHEN"].map(String::from);
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &table {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&table) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    if let Some(c) = &state.last_commit {
+        println!("\nLast synced commit: {c}");
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn installed_module(layout: &Layout, name: &str) -> Result<std::path::PathBuf> {
+    if !module::valid_name(name) {
+        bail!("{name:?} is not a module name (expected [A-Za-z0-9][A-Za-z0-9._-]*)");
+    }
+    let dir = layout.module(name);
+    if !dir.is_dir() {
+        bail!(
+            "module {name} is not installed in {}",
+            layout.modules().display()
+        );
+    }
+    Ok(dir)
+}
+
+/// `updater enable NAME` / `updater disable NAME`.
+pub fn set_enabled(cfg: &Config, name: &str, enabled: bool) -> Result<ExitStatus> {
+    let session = open(cfg, true)?;
+    let dir = installed_module(&session.layout, name)?;
+    let mut index = ModuleIndex::load(&dir)?;
+    if index.enabled == enabled {
+        log::info!(
+            "Module {name} is already {}",
+            if enabled { "enabled" } else { "disabled" }
+        );
+    } else {
+        index.set_enabled(enabled)?;
+        if enabled {
+            log::info!("Module {name} enabled: the next sync updates it again");
+        } else {
+            log::info!(
+                "Module {name} disabled: held at {} until `updater enable {name}`",
+                index.version
+            );
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// `updater rollback NAME`: swaps the kept previous copy back in (the current copy becomes the
+/// backup, so a rollback can itself be undone) and rewrites the index entry.
+pub fn rollback(cfg: &Config, name: &str) -> Result<ExitStatus> {
+    let session = open(cfg, true)?;
+    let layout = &session.layout;
+    if !module::valid_name(name) {
+        bail!("{name:?} is not a module name");
+    }
+    let backup = layout.backup_of(name);
+    if !backup.is_dir() {
+        bail!(
+            "module {name} has no kept previous copy ({} does not exist)",
+            backup.display()
+        );
+    }
+    let kept =
+        ModuleIndex::load(&backup).with_context(|| format!("reading the kept copy of {name}"))?;
+    let installed = layout.module(name);
+    let from = if installed.is_dir() {
+        let current = ModuleIndex::load(&installed)
+            .map(|m| m.version.to_string())
+            .ok();
+        fs::exchange(&backup, &installed)?;
+        current
+    } else {
+        fs::create_dir_all(&layout.modules())?;
+        fs::rename(&backup, &installed)?;
+        None
+    };
+    let mut index =
+        GlobalIndex::load(&layout.index())?.unwrap_or_else(|| GlobalIndex::empty(&layout.index()));
+    write_index(layout, &mut index)?;
+    let mut state = State::load(&layout.state_file())?;
+    state.record(name, "rollback", Some(&kept.version.to_string()), None);
+    state.save()?;
+    log::info!(
+        "Module {name} rolled back: {} → {}. The next sync updates it again unless you run `updater disable {name}`",
+        from.as_deref().unwrap_or("none"),
+        kept.version
+    );
+    Ok(ExitStatus::Success)
+}
+
+/// Commands that later work will provide.
+pub fn not_implemented(what: &str) -> Result<ExitStatus> {
+    bail!("`updater {what}` is not implemented yet")
+}

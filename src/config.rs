@@ -1,0 +1,59 @@
+//! The validated configuration of one run, produced by `cli` and consumed by everything else.
+
+use std::path::PathBuf;
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Sync,
+    Check,
+    Legacy,
+    Status,
+    Enable(String),
+    Disable(String),
+    Rollback(String),
+}
+
+impl Command {
+    /// The name used in output (`"command"` in JSON).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Sync => "sync",
+            Command::Check => "check",
+            Command::Legacy => "legacy",
+            Command::Status => "status",
+            Command::Enable(_) => "enable",
+            Command::Disable(_) => "disable",
+            Command::Rollback(_) => "rollback",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+    Trace,
+}
+
+/// Upstream repository used when neither `--repo-url` nor the installed index names one.
+pub const DEFAULT_REPO_URL: &str = "https://github.com/homeserversltd/updates.git";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub command: Command,
+    pub repo_url: Option<String>,
+    pub branch: Option<String>,
+    pub local_repo: Option<PathBuf>,
+    pub manifest: Option<PathBuf>,
+    /// Absolute install root.
+    pub modules_path: PathBuf,
+    pub jobs: usize,
+    pub json: bool,
+    pub exit_code: bool,
+    pub allow_downgrade: bool,
+    pub prune: bool,
+    pub wait: bool,
+    pub verbosity: Verbosity,
+}

@@ -1,0 +1,414 @@
+//! Every filesystem primitive `updater` uses: durable atomic writes, directory syncs, the atomic
+//! exchange of two directories, tree copies, removals, and the run lock. Every error names the
+//! path it concerns, so callers never have to guess which file was at fault.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// Opens `path` read-only and syncs it to disk.
+pub fn sync_path(path: &Path) -> Result<()> {
+    let f = File::open(path).with_context(|| format!("opening {} to sync it", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("syncing {}", path.display()))
+}
+
+/// Syncs the directory that contains `path`, making a rename or create inside it durable.
+pub fn sync_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => sync_path(p),
+        _ => sync_path(Path::new(".")),
+    }
+}
+
+/// Reads a whole file as UTF-8 text.
+pub fn read_to_string(path: &Path) -> Result<String> {
+    fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Writes `contents` to `path` atomically and durably: a temp file in the same directory is
+/// written and synced, renamed over `path`, and the directory is synced. A crash leaves either
+/// the old file or the new one, never a torn one. The file mode of an existing file is kept.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    create_dir_all(&dir)?;
+    let mode = fs::metadata(path).map(|m| m.permissions().mode()).ok();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(&dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(contents)
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    if let Some(mode) = mode {
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the mode of {}", tmp.path().display()))?;
+    } else {
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("setting the mode of {}", tmp.path().display()))?;
+    }
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("syncing {}", tmp.path().display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming a temporary file onto {}", path.display()))?;
+    sync_path(&dir)
+}
+
+/// Writes a value as pretty JSON (with a trailing newline) atomically, see [`write_atomic`].
+pub fn write_json_atomic(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)
+        .with_context(|| format!("serializing {}", path.display()))?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// `mkdir -p`, naming the path on failure.
+pub fn create_dir_all(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).with_context(|| format!("creating directory {}", path.display()))
+}
+
+/// Renames `from` to `to` and syncs the parent directories of both.
+pub fn rename(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to)
+        .with_context(|| format!("renaming {} to {}", from.display(), to.display()))?;
+    sync_parent(to)?;
+    if from.parent() != to.parent() {
+        sync_parent(from)?;
+    }
+    Ok(())
+}
+
+/// Atomically exchanges two existing paths (Linux `renameat2(RENAME_EXCHANGE)`), then syncs the
+/// parent directories. At every instant both paths exist and each is one complete tree.
+pub fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).with_context(|| {
+        format!(
+            "exchanging {} and {} (renameat2 RENAME_EXCHANGE)",
+            a.display(),
+            b.display()
+        )
+    })?;
+    sync_parent(a)?;
+    if a.parent() != b.parent() {
+        sync_parent(b)?;
+    }
+    Ok(())
+}
+
+/// Removes a file, symlink or directory tree if it exists. Missing paths are not an error.
+pub fn remove_all(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("inspecting {}", path.display())),
+        Ok(m) if m.is_dir() => {
+            make_writable_tree(path);
+            fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))
+        }
+        Ok(_) => fs::remove_file(path).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
+/// Read-only directories inside a tree (a module may ship some) would make removal fail.
+fn make_writable_tree(path: &Path) {
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if let Ok(m) = fs::symlink_metadata(&dir) {
+            if m.is_dir() {
+                let mode = m.permissions().mode();
+                if mode & 0o700 != 0o700 {
+                    let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o700));
+                }
+                if let Ok(rd) = fs::read_dir(&dir) {
+                    stack.extend(rd.flatten().map(|e| e.path()));
+                }
+            }
+        }
+    }
+}
+
+/// Copies the tree at `src` to `dst` (which must not exist): regular files with their mode,
+/// directories, and symlinks as symlinks (never followed). Every file written is synced, then
+/// every directory, so the copy is durable before it is swapped in. Devices, sockets and fifos
+/// are refused. With `preserve_owner`, ownership is copied too (when running as root).
+pub fn copy_tree(src: &Path, dst: &Path, preserve_owner: bool) -> Result<()> {
+    let meta =
+        fs::symlink_metadata(src).with_context(|| format!("inspecting {}", src.display()))?;
+    copy_entry(src, dst, &meta, preserve_owner)?;
+    sync_parent(dst)
+}
+
+fn copy_entry(src: &Path, dst: &Path, meta: &fs::Metadata, preserve_owner: bool) -> Result<()> {
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let target =
+            fs::read_link(src).with_context(|| format!("reading symlink {}", src.display()))?;
+        std::os::unix::fs::symlink(&target, dst)
+            .with_context(|| format!("creating symlink {}", dst.display()))?;
+        if preserve_owner {
+            chown(dst, meta, false)?;
+        }
+    } else if ft.is_dir() {
+        fs::create_dir(dst).with_context(|| format!("creating directory {}", dst.display()))?;
+        let mut entries: Vec<_> = fs::read_dir(src)
+            .with_context(|| format!("listing {}", src.display()))?
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("listing {}", src.display()))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let child_meta = fs::symlink_metadata(entry.path())
+                .with_context(|| format!("inspecting {}", entry.path().display()))?;
+            copy_entry(
+                &entry.path(),
+                &dst.join(entry.file_name()),
+                &child_meta,
+                preserve_owner,
+            )?;
+        }
+        fs::set_permissions(dst, fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .with_context(|| format!("setting the mode of {}", dst.display()))?;
+        if preserve_owner {
+            chown(dst, meta, true)?;
+        }
+        sync_path(dst)?;
+    } else if ft.is_file() {
+        copy_file(src, dst, meta)?;
+        if preserve_owner {
+            chown(dst, meta, true)?;
+        }
+    } else {
+        bail!(
+            "{} is a device, socket or fifo; refusing to copy it",
+            src.display()
+        );
+    }
+    Ok(())
+}
+
+fn copy_file(src: &Path, dst: &Path, meta: &fs::Metadata) -> Result<()> {
+    let mut input = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let mut output = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dst)
+        .with_context(|| format!("creating {}", dst.display()))?;
+    std::io::copy(&mut input, &mut output)
+        .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+    output
+        .set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .with_context(|| format!("setting the mode of {}", dst.display()))?;
+    output
+        .sync_all()
+        .with_context(|| format!("syncing {}", dst.display()))
+}
+
+fn chown(path: &Path, meta: &fs::Metadata, follow: bool) -> Result<()> {
+    let res = if follow {
+        std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid()))
+    } else {
+        std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))
+    };
+    res.with_context(|| format!("setting the owner of {}", path.display()))
+}
+
+/// Whether the current process runs as root.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The run lock: an exclusive `flock` on `<state>/lock`, held for the life of this value. The
+/// kernel drops it when the process dies, so a crashed run never blocks the next one.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+    path: PathBuf,
+}
+
+/// Returned (inside anyhow) when another live process holds the lock.
+#[derive(Debug)]
+pub struct LockHeld {
+    pub path: PathBuf,
+    pub pid: Option<u32>,
+}
+
+impl std::fmt::Display for LockHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.pid {
+            Some(pid) => write!(
+                f,
+                "another updater run (pid {pid}) holds the lock {}; try again later or pass --wait",
+                self.path.display()
+            ),
+            None => write!(
+                f,
+                "another updater run holds the lock {}; try again later or pass --wait",
+                self.path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LockHeld {}
+
+impl RunLock {
+    /// Takes the lock at `path` (creating it), without waiting unless `wait` is set. The
+    /// holder's PID is written into the file so that a refused run can name it.
+    pub fn acquire(path: &Path, wait: bool) -> Result<RunLock> {
+        use rustix::fs::{flock, FlockOperation};
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)
+            .with_context(|| format!("opening lock file {}", path.display()))?;
+        let op = if wait {
+            FlockOperation::LockExclusive
+        } else {
+            FlockOperation::NonBlockingLockExclusive
+        };
+        if let Err(e) = flock(&file, op) {
+            if e == rustix::io::Errno::WOULDBLOCK {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(LockHeld {
+                    path: path.to_path_buf(),
+                    pid: text.trim().parse().ok(),
+                }
+                .into());
+            }
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+        file.set_len(0)
+            .with_context(|| format!("truncating lock file {}", path.display()))?;
+        file.write_all(format!("{}\n", std::process::id()).as_bytes())
+            .with_context(|| format!("writing lock file {}", path.display()))?;
+        Ok(RunLock {
+            _file: file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Lists the names of the entries of a directory, sorted; a missing directory lists nothing.
+pub fn list_dir(path: &Path) -> Result<Vec<std::ffi::OsString>> {
+    let rd = match fs::read_dir(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        other => other.with_context(|| format!("listing {}", path.display()))?,
+    };
+    let mut names = Vec::new();
+    for entry in rd {
+        names.push(
+            entry
+                .with_context(|| format!("listing {}", path.display()))?
+                .file_name(),
+        );
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Whether `path` exists without following a final symlink.
+pub fn exists_no_follow(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_content_and_keeps_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        fs::write(&p, "old").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(&p, b"new").unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "new");
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        // no temp files left behind
+        assert_eq!(list_dir(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn exchange_swaps_two_trees() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        fs::create_dir(&a).unwrap();
+        fs::create_dir(&b).unwrap();
+        fs::write(a.join("x"), "A").unwrap();
+        fs::write(b.join("x"), "B").unwrap();
+        exchange(&a, &b).unwrap();
+        assert_eq!(fs::read_to_string(a.join("x")).unwrap(), "B");
+        assert_eq!(fs::read_to_string(b.join("x")).unwrap(), "A");
+    }
+
+    #[test]
+    fn copy_tree_keeps_symlinks_modes_and_refuses_fifos() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("sub/run"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(src.join("sub/run"), fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink("sub/run", src.join("link")).unwrap();
+        copy_tree(&src, &dir.path().join("dst"), false).unwrap();
+        let dst = dir.path().join("dst");
+        assert_eq!(
+            fs::read_link(dst.join("link")).unwrap(),
+            Path::new("sub/run")
+        );
+        assert_eq!(
+            fs::metadata(dst.join("sub/run")).unwrap().mode() & 0o777,
+            0o755
+        );
+
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            src.join("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let err = copy_tree(&src, &dir.path().join("dst2"), false).unwrap_err();
+        assert!(format!("{err:#}").contains("fifo"), "{err:#}");
+    }
+
+    #[test]
+    fn lock_is_exclusive_and_names_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lock");
+        let held = RunLock::acquire(&p, false).unwrap();
+        let err = RunLock::acquire(&p, false).unwrap_err();
+        let lh = err.downcast_ref::<LockHeld>().unwrap();
+        assert_eq!(lh.pid, Some(std::process::id()));
+        drop(held);
+        RunLock::acquire(&p, false).unwrap();
+    }
+
+    #[test]
+    fn remove_all_handles_read_only_dirs_and_missing_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("t");
+        fs::create_dir_all(t.join("ro")).unwrap();
+        fs::write(t.join("ro/f"), "x").unwrap();
+        fs::set_permissions(t.join("ro"), fs::Permissions::from_mode(0o500)).unwrap();
+        remove_all(&t).unwrap();
+        assert!(!t.exists());
+        remove_all(&t).unwrap();
+    }
+}

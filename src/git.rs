@@ -1,0 +1,412 @@
+//! All git access: keeping the local clone of the updates repository identical to the remote
+//! branch (clone, or fetch and hard-reset; never merge), asking the remote for its default
+//! branch, and never prompting for credentials or host keys.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use git2::{
+    build::CheckoutBuilder, AutotagOption, Cred, CredentialType, Direction, ErrorClass,
+    FetchOptions, Oid, RemoteCallbacks, Repository, ResetType,
+};
+
+use crate::fs;
+
+/// The name of the remote in the local clone.
+const REMOTE: &str = "origin";
+
+/// The state of the local clone after a successful sync.
+#[derive(Debug, Clone)]
+pub struct SyncedRepo {
+    /// The clone's work tree.
+    pub path: PathBuf,
+    pub url: String,
+    pub branch: String,
+    /// The commit the work tree now holds (hex).
+    pub commit: String,
+    /// Whether any objects had to be fetched (false when the remote tip was already here).
+    pub fetched: bool,
+}
+
+/// Options for [`sync`].
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// Show transfer progress on stderr.
+    pub progress: bool,
+}
+
+/// Turns a plain relative path into an absolute one, so the clone's remote does not depend on
+/// the working directory of a later run. URLs are returned unchanged.
+pub fn normalize_url(url: &str) -> String {
+    let looks_like_url = url.contains("://") || is_scp_like(url);
+    if looks_like_url {
+        return url.to_string();
+    }
+    let p = Path::new(url);
+    if p.is_absolute() {
+        return url.to_string();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => {
+            let joined = cwd.join(p);
+            joined
+                .canonicalize()
+                .unwrap_or(joined)
+                .to_string_lossy()
+                .into_owned()
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
+/// `user@host:path` (scp-like ssh syntax): a colon before any slash.
+fn is_scp_like(url: &str) -> bool {
+    match (url.find(':'), url.find('/')) {
+        (Some(c), Some(s)) => c < s && c > 0,
+        (Some(c), None) => c > 0,
+        _ => false,
+    }
+}
+
+/// Callbacks that never prompt: an SSH agent or a configured credential helper is tried once,
+/// then the operation fails with a message saying so.
+fn callbacks<'a>(progress: bool) -> RemoteCallbacks<'a> {
+    let mut cb = RemoteCallbacks::new();
+    let mut attempts = 0u32;
+    cb.credentials(move |url, username, allowed| {
+        attempts += 1;
+        if attempts > 1 {
+            return Err(git2::Error::from_str(&format!(
+                "authentication failed for {url}; updater never prompts: provide credentials \
+                 through an SSH agent or a git credential helper"
+            )));
+        }
+        if allowed.contains(CredentialType::SSH_KEY) {
+            if let Some(user) = username {
+                return Cred::ssh_key_from_agent(user);
+            }
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            if let Ok(cfg) = git2::Config::open_default() {
+                if let Ok(cred) = Cred::credential_helper(&cfg, url, username) {
+                    return Ok(cred);
+                }
+            }
+        }
+        if allowed.contains(CredentialType::DEFAULT) {
+            return Cred::default();
+        }
+        Err(git2::Error::from_str(&format!(
+            "{url} requires authentication and updater never prompts: provide credentials \
+             through an SSH agent or a git credential helper"
+        )))
+    });
+    if progress {
+        cb.transfer_progress(|p| {
+            if p.total_objects() > 0 {
+                eprint!(
+                    "\rReceiving objects: {:3}% ({}/{}), {} KiB",
+                    p.received_objects() * 100 / p.total_objects(),
+                    p.received_objects(),
+                    p.total_objects(),
+                    p.received_bytes() / 1024
+                );
+                if p.received_objects() == p.total_objects() {
+                    eprintln!();
+                }
+            }
+            true
+        });
+    }
+    cb
+}
+
+/// Sets libgit2's network timeouts once, so a dead server cannot hang a timer-driven run.
+fn set_timeouts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: these only set global libgit2 options, before any network operation starts
+        // on another thread; the values are plain integers.
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(30_000);
+            let _ = git2::opts::set_server_timeout_in_milliseconds(300_000);
+        }
+    });
+}
+
+/// Brings the clone at `local` to the tip of `branch` (or the remote's default branch) of `url`:
+/// clones when absent, else fetches and hard-resets, removing stray edits and untracked files.
+/// A clone that is not a usable repository is cloned again (with a warning); a directory that
+/// is not a clone at all is refused, never deleted.
+pub fn sync(
+    url: &str,
+    branch: Option<&str>,
+    local: &Path,
+    opts: &SyncOptions,
+) -> Result<SyncedRepo> {
+    set_timeouts();
+    if fs::exists_no_follow(local) {
+        match update_existing(url, branch, local, opts) {
+            Ok(synced) => return Ok(synced),
+            Err(SyncFailure::Remote(e)) => return Err(e),
+            Err(SyncFailure::Local(e)) => {
+                if !looks_like_clone(local) {
+                    return Err(e.context(format!(
+                        "{} exists but is not a git clone; refusing to replace it (choose another --local-repo or remove it)",
+                        local.display()
+                    )));
+                }
+                log::warn!(
+                    "the local clone {} is unusable ({e:#}); cloning it again",
+                    local.display()
+                );
+            }
+        }
+    }
+    fresh_clone(url, branch, local, opts)
+}
+
+/// Why syncing an existing clone failed: the remote's fault (report it) or the clone's (re-clone).
+enum SyncFailure {
+    Remote(anyhow::Error),
+    Local(anyhow::Error),
+}
+
+fn looks_like_clone(path: &Path) -> bool {
+    path.join(".git").exists() || fs::list_dir(path).map(|l| l.is_empty()).unwrap_or(false)
+}
+
+fn is_remote_error(e: &git2::Error) -> bool {
+    matches!(
+        e.class(),
+        ErrorClass::Net
+            | ErrorClass::Ssh
+            | ErrorClass::Http
+            | ErrorClass::Ssl
+            | ErrorClass::Callback
+            | ErrorClass::Os
+    ) || e.code() == git2::ErrorCode::Auth
+        || e.code() == git2::ErrorCode::Certificate
+}
+
+fn update_existing(
+    url: &str,
+    branch: Option<&str>,
+    local: &Path,
+    opts: &SyncOptions,
+) -> std::result::Result<SyncedRepo, SyncFailure> {
+    let local_err = |e: git2::Error, what: &str| {
+        SyncFailure::Local(anyhow!(e).context(format!("{what} {}", local.display())))
+    };
+    let repo = Repository::open(local).map_err(|e| local_err(e, "opening the clone"))?;
+    if repo.is_bare() {
+        return Err(SyncFailure::Local(anyhow!(
+            "{} is a bare repository",
+            local.display()
+        )));
+    }
+    // Follow a changed --repo-url.
+    let current = repo
+        .find_remote(REMOTE)
+        .ok()
+        .and_then(|r| r.url().ok().map(str::to_string));
+    if current.as_deref() != Some(url) {
+        if current.is_some() {
+            log::info!("Repository URL changed to {url}; updating the clone's remote");
+            repo.remote_set_url(REMOTE, url)
+                .map_err(|e| local_err(e, "setting the remote URL of"))?;
+        } else {
+            repo.remote(REMOTE, url)
+                .map_err(|e| local_err(e, "adding the remote to"))?;
+        }
+    }
+    fetch_and_reset(&repo, url, branch, local, opts)
+}
+
+fn fresh_clone(
+    url: &str,
+    branch: Option<&str>,
+    local: &Path,
+    opts: &SyncOptions,
+) -> Result<SyncedRepo> {
+    let parent = match local.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".clone-")
+        .tempdir_in(&parent)
+        .with_context(|| {
+            format!(
+                "creating a temporary clone directory in {}",
+                parent.display()
+            )
+        })?;
+    let repo = Repository::init(tmp.path())
+        .with_context(|| format!("initialising a clone in {}", tmp.path().display()))?;
+    repo.remote(REMOTE, url)
+        .with_context(|| format!("adding remote {url} to {}", tmp.path().display()))?;
+    let synced = match fetch_and_reset(&repo, url, branch, tmp.path(), opts) {
+        Ok(s) => s,
+        Err(SyncFailure::Remote(e)) | Err(SyncFailure::Local(e)) => return Err(e),
+    };
+    drop(repo);
+    // Only now that the new clone is complete does it replace whatever was at `local`.
+    fs::remove_all(local)?;
+    let kept = tmp.keep();
+    fs::rename(&kept, local)?;
+    Ok(SyncedRepo {
+        path: local.to_path_buf(),
+        ..synced
+    })
+}
+
+fn fetch_and_reset(
+    repo: &Repository,
+    url: &str,
+    branch: Option<&str>,
+    local: &Path,
+    opts: &SyncOptions,
+) -> std::result::Result<SyncedRepo, SyncFailure> {
+    let remote_err = |e: git2::Error, what: String| SyncFailure::Remote(anyhow!(e).context(what));
+    let mut remote = repo.find_remote(REMOTE).map_err(|e| {
+        SyncFailure::Local(anyhow!(e).context(format!("reading the remote of {}", local.display())))
+    })?;
+
+    // One connection answers both questions: which branch, and where its tip is.
+    let (branch, tip) = {
+        let conn = remote
+            .connect_auth(Direction::Fetch, Some(callbacks(false)), None)
+            .map_err(|e| remote_err(e, format!("connecting to {url}")))?;
+        let branch = match branch {
+            Some(b) => b.to_string(),
+            None => {
+                let head = conn.default_branch().map_err(|e| {
+                    remote_err(
+                        e,
+                        format!("asking {url} for its default branch (pass --branch)"),
+                    )
+                })?;
+                let head = head.as_str().unwrap_or_default().to_string();
+                head.strip_prefix("refs/heads/")
+                    .unwrap_or(&head)
+                    .to_string()
+            }
+        };
+        let wanted = format!("refs/heads/{branch}");
+        let heads = conn
+            .list()
+            .map_err(|e| remote_err(e, format!("listing the branches of {url}")))?;
+        let tip = heads.iter().find(|h| h.name() == wanted).map(|h| h.oid());
+        match tip {
+            Some(oid) => (branch, oid),
+            None => {
+                let mut names: Vec<&str> = heads
+                    .iter()
+                    .filter_map(|h| h.name().strip_prefix("refs/heads/"))
+                    .collect();
+                names.sort_unstable();
+                names.dedup();
+                return Err(SyncFailure::Remote(if names.is_empty() {
+                    anyhow!("branch '{branch}' not found in {url}: the repository has no branches")
+                } else {
+                    anyhow!(
+                        "branch '{branch}' not found in {url} (it has: {})",
+                        names.join(", ")
+                    )
+                }));
+            }
+        }
+    };
+
+    let tracking = format!("refs/remotes/{REMOTE}/{branch}");
+    let have_tip = repo.find_commit(tip).is_ok();
+    let fetched = !have_tip;
+    if !have_tip {
+        let refspec = format!("+refs/heads/{branch}:{tracking}");
+        let mut fo = FetchOptions::new();
+        fo.remote_callbacks(callbacks(opts.progress));
+        fo.download_tags(AutotagOption::None);
+        remote
+            .fetch(&[&refspec], Some(&mut fo), Some("updater: fetch"))
+            .map_err(|e| {
+                let what = format!("fetching branch '{branch}' from {url}");
+                if is_remote_error(&e) {
+                    remote_err(e, what)
+                } else {
+                    SyncFailure::Local(anyhow!(e).context(what))
+                }
+            })?;
+    }
+    reset_to(repo, &branch, &tracking, tip).map_err(|e| {
+        SyncFailure::Local(e.context(format!("resetting {} to {tip}", local.display())))
+    })?;
+    Ok(SyncedRepo {
+        path: local.to_path_buf(),
+        url: url.to_string(),
+        branch,
+        commit: tip.to_string(),
+        fetched,
+    })
+}
+
+/// Points the tracking ref and a local branch at `tip`, and forces the work tree to match it
+/// exactly: stray edits are undone, untracked and ignored files removed.
+fn reset_to(repo: &Repository, branch: &str, tracking: &str, tip: Oid) -> Result<()> {
+    let commit = repo
+        .find_commit(tip)
+        .context("finding the fetched commit")?;
+    repo.reference(tracking, tip, true, "updater: tip")
+        .context("updating the tracking branch")?;
+    let local_ref = format!("refs/heads/{branch}");
+    repo.reference(&local_ref, tip, true, "updater: reset")
+        .context("updating the local branch")?;
+    repo.set_head(&local_ref).context("updating HEAD")?;
+    let mut co = CheckoutBuilder::new();
+    co.force().remove_untracked(true).remove_ignored(true);
+    repo.reset(commit.as_object(), ResetType::Hard, Some(&mut co))
+        .context("checking out the work tree")?;
+    Ok(())
+}
+
+/// Whether `ancestor` is `descendant` or one of its ancestors, in the clone at `path`.
+pub fn is_ancestor(path: &Path, ancestor: &str, descendant: &str) -> Result<bool> {
+    let repo = Repository::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let a = Oid::from_str(ancestor).with_context(|| format!("bad commit id {ancestor}"))?;
+    let d = Oid::from_str(descendant).with_context(|| format!("bad commit id {descendant}"))?;
+    if a == d {
+        return Ok(true);
+    }
+    match repo.graph_descendant_of(d, a) {
+        Ok(b) => Ok(b),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("comparing commits {ancestor} and {descendant}")),
+    }
+}
+
+/// Fails unless `path` holds a readable git repository (used by `doctor`).
+pub fn check_clone(path: &Path) -> Result<()> {
+    let repo = Repository::open(path).with_context(|| format!("opening {}", path.display()))?;
+    repo.head()
+        .with_context(|| format!("reading HEAD of {}", path.display()))?;
+    if repo.is_bare() {
+        bail!("{} is a bare repository", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scp_like_urls_are_urls() {
+        assert!(is_scp_like("git@github.com:org/repo.git"));
+        assert!(!is_scp_like("./repo"));
+        assert!(!is_scp_like("/srv/repo"));
+        assert_eq!(normalize_url("https://x/y.git"), "https://x/y.git");
+        assert_eq!(normalize_url("/abs/path"), "/abs/path");
+        assert!(Path::new(&normalize_url("rel/path")).is_absolute());
+    }
+}

@@ -1,0 +1,58 @@
+//! Where everything lives under the install root (SPEC §3): modules, the global index, and the
+//! `.updater/` state directory (lock, journal, staging, backups, clone, logs, state file).
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path) -> Layout {
+        Layout {
+            root: root.to_path_buf(),
+        }
+    }
+    /// `<root>/modules`
+    pub fn modules(&self) -> PathBuf {
+        self.root.join("modules")
+    }
+    /// `<root>/modules/<name>`; `name` must already be a validated module name.
+    pub fn module(&self, name: &str) -> PathBuf {
+        self.modules().join(name)
+    }
+    /// `<root>/index.json`
+    pub fn index(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+    /// `<root>/.updater`
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(".updater")
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.state_dir().join("lock")
+    }
+    pub fn journal(&self) -> PathBuf {
+        self.state_dir().join("journal.json")
+    }
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir().join("state.json")
+    }
+    pub fn staging(&self) -> PathBuf {
+        self.state_dir().join("staging")
+    }
+    pub fn backup(&self) -> PathBuf {
+        self.state_dir().join("backup")
+    }
+    /// The copy that `name`'s last update replaced, kept for `rollback`.
+    pub fn backup_of(&self, name: &str) -> PathBuf {
+        self.backup().join(name)
+    }
+    pub fn default_clone(&self) -> PathBuf {
+        self.state_dir().join("repo")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.state_dir().join("logs")
+    }
+}

@@ -1,0 +1,74 @@
+//! `updater` keeps the modules installed on a machine in step with a git repository.
+//!
+//! The pipeline of one run, one module per concept, data flowing one way:
+//! `fs::RunLock` (lock) → `recover` → `git` (sync) → `plan` → `apply` (`schedule`,
+//! `transaction`, `runner`) → `global_index` / `state` / `report`. `commands` strings them
+//! together for each command; `cli` turns arguments into a validated `config::Config`.
+
+pub mod apply;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod fault;
+pub mod fs;
+pub mod git;
+pub mod global_index;
+pub mod journal;
+pub mod layout;
+pub mod logging;
+pub mod module;
+pub mod plan;
+pub mod recover;
+pub mod report;
+pub mod runner;
+pub mod schedule;
+pub mod snapshot;
+pub mod state;
+pub mod transaction;
+pub mod version;
+
+use anyhow::Result;
+
+use config::{Command, Config};
+
+/// The process exit codes of SPEC §8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: success (for check: whether or not updates exist, unless `--exit-code`).
+    Success,
+    /// 1: the run could not proceed; for check, also: a module is invalid.
+    Failure,
+    /// 2: usage error.
+    Usage,
+    /// 3: some modules failed, were skipped or are invalid; they are at their old copy.
+    Partial,
+    /// 100: check `--exit-code`: updates are available and no module is invalid.
+    UpdatesAvailable,
+}
+
+impl ExitStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::Failure => 1,
+            ExitStatus::Usage => 2,
+            ExitStatus::Partial => 3,
+            ExitStatus::UpdatesAvailable => 100,
+        }
+    }
+}
+
+/// Runs one command. Errors mean the run could not proceed (exit 1).
+pub fn run(cfg: &Config) -> Result<ExitStatus> {
+    logging::init(cfg.verbosity, cfg.json);
+    match &cfg.command {
+        Command::Sync => commands::sync(cfg),
+        Command::Check => commands::check(cfg),
+        Command::Legacy => commands::not_implemented("legacy"),
+        Command::Status => commands::status(cfg),
+        Command::Enable(name) => commands::set_enabled(cfg, name, true),
+        Command::Disable(name) => commands::set_enabled(cfg, name, false),
+        Command::Rollback(name) => commands::rollback(cfg, name),
+    }
+}

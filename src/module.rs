@@ -1,0 +1,377 @@
+//! A module: its name rules, its `index.json` (SPEC §3) and the safety checks on its tree
+//! (symlinks that leave it, devices, entry paths). Everything here validates before any path is
+//! built from repository content.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{Map, Value};
+
+use crate::fs;
+use crate::version::Version;
+
+/// Default `metadata.priority`.
+pub const DEFAULT_PRIORITY: i64 = 100;
+/// Default `metadata.timeout_secs`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Whether `name` is a module name: `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 255 bytes.
+pub fn valid_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    match bytes.next() {
+        Some(b) if b.is_ascii_alphanumeric() => {}
+        _ => return false,
+    }
+    name.len() <= 255
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// A module's parsed `index.json`. The raw document is kept so rewrites keep every key.
+#[derive(Debug, Clone)]
+pub struct ModuleIndex {
+    pub path: PathBuf,
+    pub doc: Map<String, Value>,
+    pub version: Version,
+    pub enabled: bool,
+    pub priority: i64,
+    pub depends_on: Vec<String>,
+    pub entry: Option<String>,
+    pub health: Option<String>,
+    pub timeout: Duration,
+    pub backup_paths: Vec<PathBuf>,
+    /// Non-fatal problems (a bad priority, say), each naming the file.
+    pub warnings: Vec<String>,
+}
+
+impl ModuleIndex {
+    /// Reads `<module_dir>/index.json`. Every error names the file and the bad value.
+    pub fn load(module_dir: &Path) -> Result<ModuleIndex> {
+        let path = module_dir.join("index.json");
+        let text = fs::read_to_string(&path)?;
+        Self::parse(&path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<ModuleIndex> {
+        let shown = path.display();
+        let value: Value =
+            serde_json::from_str(text).with_context(|| format!("{shown} is not valid JSON"))?;
+        let Value::Object(doc) = value else {
+            bail!("{shown}: expected a JSON object at the top level");
+        };
+        let empty = Map::new();
+        let meta = match doc.get("metadata") {
+            Some(Value::Object(m)) => m,
+            Some(_) => bail!("{shown}: `metadata` must be an object"),
+            None => bail!("{shown}: `metadata.schema_version` is missing"),
+        };
+        let version = match meta.get("schema_version") {
+            None => bail!("{shown}: `metadata.schema_version` is missing"),
+            Some(v) => Version::from_json(v)
+                .with_context(|| format!("{shown}: metadata.schema_version"))?,
+        };
+        let mut warnings = Vec::new();
+        let enabled = match meta.get("enabled") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => bail!("{shown}: `metadata.enabled` must be true or false, not {other}"),
+        };
+        let priority = match meta.get("priority") {
+            None => DEFAULT_PRIORITY,
+            Some(v) => match v.as_i64() {
+                Some(p) => p,
+                None => {
+                    warnings.push(format!(
+                        "{shown}: `metadata.priority` {v} is not an integer; using {DEFAULT_PRIORITY}"
+                    ));
+                    DEFAULT_PRIORITY
+                }
+            },
+        };
+        let timeout = match meta.get("timeout_secs") {
+            None | Some(Value::Null) => DEFAULT_TIMEOUT,
+            Some(v) => match v.as_u64() {
+                Some(s) if s > 0 => Duration::from_secs(s),
+                _ => {
+                    warnings.push(format!(
+                        "{shown}: `metadata.timeout_secs` {v} is not a positive integer; using {}",
+                        DEFAULT_TIMEOUT.as_secs()
+                    ));
+                    DEFAULT_TIMEOUT
+                }
+            },
+        };
+        let depends_on = match meta.get("depends_on") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut names = Vec::new();
+                for item in items {
+                    match item.as_str() {
+                        Some(n) if valid_name(n) => names.push(n.to_string()),
+                        _ => bail!(
+                            "{shown}: `metadata.depends_on` entry {item} is not a module name"
+                        ),
+                    }
+                }
+                names
+            }
+            Some(other) => {
+                bail!("{shown}: `metadata.depends_on` must be a list of module names, not {other}")
+            }
+        };
+        let entry = relative_path_field(path, meta, "entry")?;
+        let health = relative_path_field(path, meta, "health")?;
+        let config = match doc.get("configuration") {
+            Some(Value::Object(c)) => c,
+            _ => &empty,
+        };
+        let backup_paths = match config.get("backup_paths") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut paths = Vec::new();
+                for item in items {
+                    let p = item.as_str().map(PathBuf::from);
+                    match p {
+                        Some(p) if p.is_absolute() && !has_parent_component(&p) => paths.push(p),
+                        _ => bail!("{shown}: `configuration.backup_paths` entry {item} is not an absolute path"),
+                    }
+                }
+                paths
+            }
+            Some(other) => bail!("{shown}: `configuration.backup_paths` must be a list of absolute paths, not {other}"),
+        };
+        Ok(ModuleIndex {
+            path: path.to_path_buf(),
+            doc,
+            version,
+            enabled,
+            priority,
+            depends_on,
+            entry,
+            health,
+            timeout,
+            backup_paths,
+            warnings,
+        })
+    }
+
+    /// Sets `metadata.enabled` and rewrites the file atomically, keeping every other key.
+    pub fn set_enabled(&mut self, enabled: bool) -> Result<()> {
+        if let Some(Value::Object(meta)) = self.doc.get_mut("metadata") {
+            meta.insert("enabled".into(), Value::Bool(enabled));
+        }
+        self.enabled = enabled;
+        fs::write_json_atomic(&self.path, &Value::Object(self.doc.clone()))
+    }
+}
+
+fn has_parent_component(p: &Path) -> bool {
+    p.components().any(|c| matches!(c, Component::ParentDir))
+}
+
+/// `metadata.<key>`: a relative path that stays inside the module (no `..`, not absolute).
+fn relative_path_field(
+    path: &Path,
+    meta: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<String>> {
+    let shown = path.display();
+    match meta.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let p = Path::new(s);
+            if s.is_empty() || p.is_absolute() || has_parent_component(p) {
+                bail!("{shown}: `metadata.{key}` {s:?} leaves the module (it must be a relative path inside it)");
+            }
+            Ok(Some(s.clone()))
+        }
+        Some(other) => bail!("{shown}: `metadata.{key}` must be a path string, not {other}"),
+    }
+}
+
+/// Checks a module tree before it is copied or run: the root is a real directory, no symlink
+/// points outside the module (absolute targets included), and there are no devices, sockets or
+/// fifos. The error names the offending path.
+pub fn check_tree(module_dir: &Path) -> Result<()> {
+    let meta = std::fs::symlink_metadata(module_dir)
+        .with_context(|| format!("inspecting {}", module_dir.display()))?;
+    if !meta.is_dir() {
+        bail!(
+            "{} is not a directory (a symlink or a file)",
+            module_dir.display()
+        );
+    }
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = module_dir.join(&rel);
+        for name in fs::list_dir(&dir)? {
+            let rel_child = rel.join(&name);
+            let path = module_dir.join(&rel_child);
+            let m = std::fs::symlink_metadata(&path)
+                .with_context(|| format!("inspecting {}", path.display()))?;
+            let ft = m.file_type();
+            if ft.is_symlink() {
+                let target = std::fs::read_link(&path)
+                    .with_context(|| format!("reading symlink {}", path.display()))?;
+                if !link_stays_inside(&rel, &target) {
+                    bail!(
+                        "symlink {} points outside the module (to {})",
+                        path.display(),
+                        target.display()
+                    );
+                }
+            } else if ft.is_dir() {
+                stack.push(rel_child);
+            } else if !ft.is_file() {
+                bail!("{} is a device, socket or fifo", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a symlink in directory `link_dir` (relative to the module root) with `target` resolves,
+/// lexically, to a place inside the module.
+fn link_stays_inside(link_dir: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth: i64 = 0;
+    for c in link_dir.join(target).components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+/// Checks that a declared entry or health path exists inside the module as a file.
+pub fn check_declared_file(module_dir: &Path, key: &str, rel: &str) -> Result<()> {
+    let path = module_dir.join(rel);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => bail!("`metadata.{key}` {} is not a file", path.display()),
+        Err(_) => bail!("`metadata.{key}` {} does not exist", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ModuleIndex> {
+        ModuleIndex::parse(Path::new("/r/modules/m/index.json"), text)
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["a", "adblock", "A1", "x.y", "a_b-c", "9"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in [
+            "", ".", "..", ".hidden", "-x", "_x", "a b", "a/b", "é", "a\nb",
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+        assert!(!valid_name(&"a".repeat(256)));
+    }
+
+    #[test]
+    fn full_index_parses() {
+        let m = parse(
+            r#"{"metadata": {"schema_version": "v1.2", "enabled": false, "priority": 5,
+                "depends_on": ["base"], "entry": "bin/run", "health": "health.sh", "timeout_secs": 9},
+                "configuration": {"backup_paths": ["/etc/x.conf"], "other": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.version.to_string(), "1.2.0");
+        assert!(!m.enabled);
+        assert_eq!(m.priority, 5);
+        assert_eq!(m.depends_on, vec!["base".to_string()]);
+        assert_eq!(m.entry.as_deref(), Some("bin/run"));
+        assert_eq!(m.health.as_deref(), Some("health.sh"));
+        assert_eq!(m.timeout, Duration::from_secs(9));
+        assert_eq!(m.backup_paths, vec![PathBuf::from("/etc/x.conf")]);
+        assert!(m.warnings.is_empty());
+    }
+
+    #[test]
+    fn bad_priority_is_a_warning_naming_the_file() {
+        let m = parse(r#"{"metadata": {"schema_version": "1.0.0", "priority": "high"}}"#).unwrap();
+        assert_eq!(m.priority, DEFAULT_PRIORITY);
+        assert!(m.warnings[0].contains("/r/modules/m/index.json"));
+    }
+
+    #[test]
+    fn errors_name_file_and_value() {
+        let cases = [
+            ("{", "not valid JSON"),
+            ("[]", "top level"),
+            (r#"{"metadata": {}}"#, "schema_version` is missing"),
+            (
+                r#"{"metadata": {"schema_version": "banana"}}"#,
+                "\"banana\"",
+            ),
+            (
+                r#"{"metadata": {"schema_version": "1", "entry": "../x"}}"#,
+                "leaves the module",
+            ),
+            (
+                r#"{"metadata": {"schema_version": "1", "health": "/bin/true"}}"#,
+                "leaves the module",
+            ),
+            (
+                r#"{"metadata": {"schema_version": "1", "depends_on": ["../etc"]}}"#,
+                "not a module name",
+            ),
+            (
+                r#"{"metadata": {"schema_version": "1", "depends_on": "x"}}"#,
+                "list of module names",
+            ),
+            (
+                r#"{"metadata": {"schema_version": "1", "enabled": "no"}}"#,
+                "enabled",
+            ),
+            (
+                r#"{"metadata": {"schema_version": "1"}, "configuration": {"backup_paths": ["rel"]}}"#,
+                "absolute",
+            ),
+        ];
+        for (text, needle) in cases {
+            let e = format!("{:#}", parse(text).unwrap_err());
+            assert!(e.contains("/r/modules/m/index.json"), "{e}");
+            assert!(e.contains(needle), "{needle} not in {e}");
+        }
+    }
+
+    #[test]
+    fn symlinks_inside_are_fine_outside_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("m");
+        std::fs::create_dir_all(m.join("sub")).unwrap();
+        std::fs::write(m.join("f"), "x").unwrap();
+        std::os::unix::fs::symlink("../f", m.join("sub/ok")).unwrap();
+        check_tree(&m).unwrap();
+        std::os::unix::fs::symlink("../../etc", m.join("sub/bad")).unwrap();
+        let e = format!("{:#}", check_tree(&m).unwrap_err());
+        assert!(e.contains("points outside"), "{e}");
+        std::fs::remove_file(m.join("sub/bad")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", m.join("abs")).unwrap();
+        assert!(check_tree(&m).is_err());
+    }
+
+    #[test]
+    fn module_root_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("m")).unwrap();
+        assert!(check_tree(&dir.path().join("m")).is_err());
+    }
+}

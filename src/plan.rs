@@ -1,0 +1,508 @@
+//! Deciding what happens to each module (SPEC §4): compares the repository's modules with the
+//! installed ones and produces one decision per module, with the reason for every `invalid`.
+//! Reads only; never changes anything.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::fs;
+use crate::module::{self, ModuleIndex};
+
+/// The §4 decision for one module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    New,
+    Update,
+    UpToDate,
+    LocalAhead,
+    Orphaned,
+    Held,
+    Invalid,
+}
+
+impl Decision {
+    /// The word used in output and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::New => "new",
+            Decision::Update => "update",
+            Decision::UpToDate => "up_to_date",
+            Decision::LocalAhead => "local_ahead",
+            Decision::Orphaned => "orphaned",
+            Decision::Held => "held",
+            Decision::Invalid => "invalid",
+        }
+    }
+}
+
+/// What `sync` does about a module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Nothing,
+    /// Install (new) or replace (update, or downgrade with `--allow-downgrade`).
+    Install,
+    /// Remove an orphaned module (`--prune`).
+    Remove,
+}
+
+/// One module's row of the plan.
+#[derive(Debug, Clone)]
+pub struct ModulePlan {
+    pub name: String,
+    pub decision: Decision,
+    pub action: Action,
+    /// Installed version, as read from the installed copy.
+    pub installed: Option<String>,
+    /// Version in the repository.
+    pub available: Option<String>,
+    /// Why the module is invalid.
+    pub error: Option<String>,
+    /// The repository copy's directory and index, when readable.
+    pub repo_dir: Option<PathBuf>,
+    pub repo_index: Option<ModuleIndex>,
+    /// The installed copy's index, when readable.
+    pub installed_index: Option<ModuleIndex>,
+}
+
+/// The decisions for all modules, sorted by name.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub modules: Vec<ModulePlan>,
+    /// Non-fatal findings (stray files under `modules/`, bad priorities), each naming the file.
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn to_apply(&self) -> impl Iterator<Item = &ModulePlan> {
+        self.modules.iter().filter(|m| m.action != Action::Nothing)
+    }
+
+    pub fn invalid_count(&self) -> usize {
+        self.modules
+            .iter()
+            .filter(|m| m.decision == Decision::Invalid)
+            .count()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ModulePlan> {
+        self.modules.iter().find(|m| m.name == name)
+    }
+}
+
+/// Options that change what sync would do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    pub allow_downgrade: bool,
+    pub prune: bool,
+}
+
+/// One side's scan of a `modules/` directory.
+struct Side {
+    /// name → the module index, or why it cannot be read.
+    modules: BTreeMap<String, std::result::Result<ModuleIndex, String>>,
+    /// Entries with names that are not module names: (shown name, reason).
+    bad_names: Vec<(String, String)>,
+    warnings: Vec<String>,
+}
+
+fn scan(dir: &Path, check_trees: bool) -> Result<Side> {
+    let mut side = Side {
+        modules: BTreeMap::new(),
+        bad_names: Vec::new(),
+        warnings: Vec::new(),
+    };
+    for os_name in fs::list_dir(dir)? {
+        let path = dir.join(&os_name);
+        let is_dir = std::fs::symlink_metadata(&path)
+            .map(|m| m.is_dir())
+            .unwrap_or(false);
+        let name = match os_name.to_str() {
+            Some(n) if module::valid_name(n) => n.to_string(),
+            _ => {
+                let shown = os_name.to_string_lossy().into_owned();
+                if is_dir
+                    || std::fs::symlink_metadata(&path)
+                        .map(|m| m.is_symlink())
+                        .unwrap_or(false)
+                {
+                    side.bad_names.push((
+                        shown,
+                        format!(
+                            "{} is not a valid module name (expected [A-Za-z0-9][A-Za-z0-9._-]*); skipped",
+                            path.display()
+                        ),
+                    ));
+                } else {
+                    side.warnings.push(format!(
+                        "{} is not a module directory; skipped",
+                        path.display()
+                    ));
+                }
+                continue;
+            }
+        };
+        let meta = std::fs::symlink_metadata(&path);
+        if meta.as_ref().map(|m| m.is_file()).unwrap_or(false) {
+            side.warnings.push(format!(
+                "{} is not a module directory; skipped",
+                path.display()
+            ));
+            continue;
+        }
+        let result = (|| -> Result<ModuleIndex> {
+            if check_trees {
+                module::check_tree(&path)?;
+            }
+            let index = ModuleIndex::load(&path)?;
+            if check_trees {
+                if let Some(e) = &index.entry {
+                    module::check_declared_file(&path, "entry", e)?;
+                }
+                if let Some(h) = &index.health {
+                    module::check_declared_file(&path, "health", h)?;
+                }
+            }
+            Ok(index)
+        })()
+        .map_err(|e| format!("{e:#}"));
+        if let Ok(index) = &result {
+            side.warnings.extend(index.warnings.iter().cloned());
+        }
+        side.modules.insert(name, result);
+    }
+    Ok(side)
+}
+
+/// Decides every module. `repo_modules` is `<clone>/modules`, `installed_modules` is
+/// `<modules-path>/modules`; either may be missing.
+pub fn plan(repo_modules: &Path, installed_modules: &Path, opts: PlanOptions) -> Result<Plan> {
+    let repo = scan(repo_modules, true)?;
+    let installed = scan(installed_modules, false)?;
+    let mut plan = Plan::default();
+    plan.warnings.extend(repo.warnings.iter().cloned());
+    plan.warnings.extend(installed.warnings.iter().cloned());
+
+    let known: BTreeSet<&str> = repo
+        .modules
+        .keys()
+        .chain(installed.modules.keys())
+        .map(String::as_str)
+        .collect();
+    let dep_errors = dependency_errors(&repo.modules, &known);
+
+    let names: BTreeSet<&String> = repo
+        .modules
+        .keys()
+        .chain(installed.modules.keys())
+        .collect();
+    for name in names {
+        let r = repo.modules.get(name);
+        let i = installed.modules.get(name);
+        let mut row = ModulePlan {
+            name: name.clone(),
+            decision: Decision::Invalid,
+            action: Action::Nothing,
+            installed: i
+                .and_then(|x| x.as_ref().ok())
+                .map(|m| m.version.to_string()),
+            available: r
+                .and_then(|x| x.as_ref().ok())
+                .map(|m| m.version.to_string()),
+            error: None,
+            repo_dir: r.map(|_| repo_modules.join(name)),
+            repo_index: r.and_then(|x| x.as_ref().ok()).cloned(),
+            installed_index: i.and_then(|x| x.as_ref().ok()).cloned(),
+        };
+        let (decision, action, error) = decide(r, i, dep_errors.get(name.as_str()), opts);
+        row.decision = decision;
+        row.action = action;
+        row.error = error;
+        plan.modules.push(row);
+    }
+    for (name, reason) in repo.bad_names.into_iter().chain(installed.bad_names) {
+        plan.modules.push(ModulePlan {
+            name,
+            decision: Decision::Invalid,
+            action: Action::Nothing,
+            installed: None,
+            available: None,
+            error: Some(reason),
+            repo_dir: None,
+            repo_index: None,
+            installed_index: None,
+        });
+    }
+    plan.modules.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(plan)
+}
+
+type Scanned = std::result::Result<ModuleIndex, String>;
+
+fn decide(
+    repo: Option<&Scanned>,
+    installed: Option<&Scanned>,
+    dep_error: Option<&String>,
+    opts: PlanOptions,
+) -> (Decision, Action, Option<String>) {
+    use Decision::*;
+    let invalid = |e: &str| (Invalid, Action::Nothing, Some(e.to_string()));
+    if let Some(Err(e)) = installed {
+        return invalid(&format!("installed copy: {e}"));
+    }
+    let installed = installed.and_then(|x| x.as_ref().ok());
+    if let Some(i) = installed {
+        if !i.enabled {
+            return (Held, Action::Nothing, None);
+        }
+    }
+    let repo = match repo {
+        None => {
+            // Installed, gone from the repository.
+            let action = if opts.prune {
+                Action::Remove
+            } else {
+                Action::Nothing
+            };
+            return (Orphaned, action, None);
+        }
+        Some(Err(e)) => return invalid(e),
+        Some(Ok(r)) => r,
+    };
+    if let Some(e) = dep_error {
+        return invalid(e);
+    }
+    match installed {
+        None => (New, Action::Install, None),
+        Some(i) => match repo.version.cmp(&i.version) {
+            std::cmp::Ordering::Greater => (Update, Action::Install, None),
+            std::cmp::Ordering::Equal => (UpToDate, Action::Nothing, None),
+            std::cmp::Ordering::Less => {
+                let action = if opts.allow_downgrade {
+                    Action::Install
+                } else {
+                    Action::Nothing
+                };
+                (LocalAhead, action, None)
+            }
+        },
+    }
+}
+
+/// Unknown dependencies and cycles among the repository's modules, as an error per module.
+fn dependency_errors(
+    modules: &BTreeMap<String, Scanned>,
+    known: &BTreeSet<&str>,
+) -> BTreeMap<String, String> {
+    let mut errors = BTreeMap::new();
+    let deps: BTreeMap<&str, &[String]> = modules
+        .iter()
+        .filter_map(|(n, m)| {
+            m.as_ref()
+                .ok()
+                .map(|m| (n.as_str(), m.depends_on.as_slice()))
+        })
+        .collect();
+    for (name, ds) in &deps {
+        let unknown: Vec<&str> = ds
+            .iter()
+            .map(String::as_str)
+            .filter(|d| !known.contains(d))
+            .collect();
+        if !unknown.is_empty() {
+            errors.insert(
+                name.to_string(),
+                format!(
+                    "{}: `metadata.depends_on` names no module: {}",
+                    modules_index_path(modules, name),
+                    unknown.join(", ")
+                ),
+            );
+        } else if ds.iter().any(|d| d == name) {
+            errors.insert(
+                name.to_string(),
+                format!("dependency cycle: {name} → {name}"),
+            );
+        }
+    }
+    // Cycles: depth-first search with colours; every module on a cycle gets the cycle's path.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Colour {
+        White,
+        Grey,
+        Black,
+    }
+    let mut colour: BTreeMap<&str, Colour> = deps.keys().map(|k| (*k, Colour::White)).collect();
+    fn visit<'a>(
+        n: &'a str,
+        deps: &BTreeMap<&'a str, &'a [String]>,
+        colour: &mut BTreeMap<&'a str, Colour>,
+        stack: &mut Vec<&'a str>,
+        errors: &mut BTreeMap<String, String>,
+    ) {
+        colour.insert(n, Colour::Grey);
+        stack.push(n);
+        for d in deps.get(n).copied().unwrap_or(&[]) {
+            let d = d.as_str();
+            match colour.get(d).copied() {
+                Some(Colour::White) => visit(d, deps, colour, stack, errors),
+                Some(Colour::Grey) if d != n => {
+                    let start = stack.iter().position(|x| *x == d).unwrap_or(0);
+                    let mut path: Vec<&str> = stack[start..].to_vec();
+                    path.push(d);
+                    let msg = format!("dependency cycle: {}", path.join(" → "));
+                    for m in &stack[start..] {
+                        errors.entry(m.to_string()).or_insert_with(|| msg.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        colour.insert(n, Colour::Black);
+    }
+    let names: Vec<&str> = deps.keys().copied().collect();
+    for n in names {
+        if colour.get(n) == Some(&Colour::White) {
+            visit(n, &deps, &mut colour, &mut Vec::new(), &mut errors);
+        }
+    }
+    errors
+}
+
+fn modules_index_path(modules: &BTreeMap<String, Scanned>, name: &str) -> String {
+    match modules.get(name) {
+        Some(Ok(m)) => m.path.display().to_string(),
+        _ => name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn module(root: &Path, name: &str, meta: serde_json::Value) {
+        let d = root.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("index.json"),
+            json!({ "metadata": meta }).to_string(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn every_row_of_the_table() {
+        let t = tempfile::tempdir().unwrap();
+        let (r, i) = (t.path().join("r"), t.path().join("i"));
+        module(&r, "new", json!({"schema_version": "1.0.0"}));
+        module(&r, "upd", json!({"schema_version": "1.1"}));
+        module(&i, "upd", json!({"schema_version": "1.0.0"}));
+        module(&r, "same", json!({"schema_version": "v2.0.0"}));
+        module(&i, "same", json!({"schema_version": "2.0"}));
+        module(&r, "ahead", json!({"schema_version": "1.0.0-rc.1"}));
+        module(&i, "ahead", json!({"schema_version": "1.0.0"}));
+        module(&i, "orphan", json!({"schema_version": "1.0.0"}));
+        module(&r, "held", json!({"schema_version": "9.0.0"}));
+        module(
+            &i,
+            "held",
+            json!({"schema_version": "1.0.0", "enabled": false}),
+        );
+        module(&r, "badver", json!({"schema_version": "one"}));
+        module(
+            &r,
+            "baddep",
+            json!({"schema_version": "1.0.0", "depends_on": ["ghost"]}),
+        );
+        std::fs::create_dir_all(r.join("bad name")).unwrap();
+        let p = plan(&r, &i, PlanOptions::default()).unwrap();
+        let d = |n: &str| p.get(n).unwrap().decision;
+        assert_eq!(d("new"), Decision::New);
+        assert_eq!(d("upd"), Decision::Update);
+        assert_eq!(d("same"), Decision::UpToDate);
+        assert_eq!(d("ahead"), Decision::LocalAhead);
+        assert_eq!(d("orphan"), Decision::Orphaned);
+        assert_eq!(d("held"), Decision::Held);
+        assert_eq!(d("badver"), Decision::Invalid);
+        assert!(p
+            .get("badver")
+            .unwrap()
+            .error
+            .as_ref()
+            .unwrap()
+            .contains("\"one\""));
+        assert_eq!(d("baddep"), Decision::Invalid);
+        assert!(p
+            .get("baddep")
+            .unwrap()
+            .error
+            .as_ref()
+            .unwrap()
+            .contains("ghost"));
+        assert_eq!(d("bad name"), Decision::Invalid);
+        let apply: Vec<&str> = p.to_apply().map(|m| m.name.as_str()).collect();
+        assert_eq!(apply, vec!["new", "upd"]);
+
+        let p = plan(
+            &r,
+            &i,
+            PlanOptions {
+                allow_downgrade: true,
+                prune: true,
+            },
+        )
+        .unwrap();
+        let apply: Vec<&str> = p.to_apply().map(|m| m.name.as_str()).collect();
+        assert_eq!(apply, vec!["ahead", "new", "orphan", "upd"]);
+    }
+
+    #[test]
+    fn cycles_name_the_modules() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().join("r");
+        module(&r, "a", json!({"schema_version": "1", "depends_on": ["b"]}));
+        module(&r, "b", json!({"schema_version": "1", "depends_on": ["c"]}));
+        module(&r, "c", json!({"schema_version": "1", "depends_on": ["a"]}));
+        module(&r, "d", json!({"schema_version": "1", "depends_on": ["a"]}));
+        module(
+            &r,
+            "self",
+            json!({"schema_version": "1", "depends_on": ["self"]}),
+        );
+        let p = plan(&r, &t.path().join("none"), PlanOptions::default()).unwrap();
+        for n in ["a", "b", "c"] {
+            let e = p.get(n).unwrap().error.clone().unwrap();
+            assert!(
+                e.contains("dependency cycle") && e.contains("a") && e.contains("c"),
+                "{e}"
+            );
+        }
+        assert!(p
+            .get("self")
+            .unwrap()
+            .error
+            .clone()
+            .unwrap()
+            .contains("self → self"));
+        // d is not on the cycle: it is decided normally, and skipped at apply time.
+        assert_eq!(p.get("d").unwrap().decision, Decision::New);
+    }
+
+    #[test]
+    fn missing_entry_file_is_invalid() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().join("r");
+        module(&r, "m", json!({"schema_version": "1", "entry": "bin/nope"}));
+        let p = plan(&r, &t.path().join("i"), PlanOptions::default()).unwrap();
+        assert!(p
+            .get("m")
+            .unwrap()
+            .error
+            .clone()
+            .unwrap()
+            .contains("does not exist"));
+    }
+}

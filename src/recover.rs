@@ -1,0 +1,95 @@
+//! Repair of whatever an interrupted earlier run left (SPEC §7, LESSONS 1): every journaled
+//! module is finished (if it was committed) or put back to its old copy and `backup_paths`; stray
+//! staging, half-made clones and temp files are removed. Runs under the lock, first thing in
+//! every command that writes. Idempotent: a crash during repair is repaired by the next run.
+
+use anyhow::Result;
+
+use crate::fault;
+use crate::fs;
+use crate::journal::{Journal, Step};
+use crate::layout::Layout;
+use crate::transaction;
+
+/// What a repair did, for the log.
+#[derive(Debug, Default)]
+pub struct Repaired {
+    /// Modules put back to their old copy (they are retried in the same run).
+    pub rolled_back: Vec<String>,
+    /// Modules whose commit was completed.
+    pub completed: Vec<String>,
+    /// Leftover paths removed.
+    pub removed: Vec<String>,
+}
+
+/// Describes what a repair would do, without doing it (for `check` and `doctor`).
+pub fn pending(layout: &Layout) -> Result<Vec<String>> {
+    let journal = Journal::load(&layout.journal())?;
+    let mut out: Vec<String> = journal
+        .entries()
+        .into_iter()
+        .map(|(name, e)| match e.step {
+            Step::Committed => format!(
+                "module {name}: an interrupted commit of {} will be completed",
+                e.version
+            ),
+            _ => format!(
+                "module {name}: an interrupted update to {} will be rolled back and retried",
+                e.version
+            ),
+        })
+        .collect();
+    for name in fs::list_dir(&layout.staging())? {
+        out.push(format!(
+            "leftover staging {} will be removed",
+            layout.staging().join(name).display()
+        ));
+    }
+    Ok(out)
+}
+
+/// Repairs the install root. Must be called with the run lock held.
+pub fn recover(layout: &Layout) -> Result<Repaired> {
+    let journal = Journal::load(&layout.journal())?;
+    let mut repaired = Repaired::default();
+    for (name, entry) in journal.entries() {
+        fault::point("recovering", &name);
+        if entry.step == Step::Committed {
+            transaction::finish_commit(layout, &name, &entry)?;
+            log::warn!(
+                "Completed the interrupted commit of module {name} ({})",
+                entry.version
+            );
+            repaired.completed.push(name.clone());
+        } else {
+            transaction::undo(layout, &name, &entry)?;
+            log::warn!(
+                "Repaired the interrupted update of module {name} to {}: its old copy is back; it will be retried",
+                entry.version
+            );
+            repaired.rolled_back.push(name.clone());
+        }
+        journal.remove(&name)?;
+    }
+    // Anything else in staging belongs to no journaled update.
+    for name in fs::list_dir(&layout.staging())? {
+        let p = layout.staging().join(&name);
+        fs::remove_all(&p)?;
+        repaired.removed.push(p.display().to_string());
+    }
+    // Half-made clones and temp files of interrupted atomic writes.
+    for dir in [layout.state_dir(), layout.root.clone()] {
+        for name in fs::list_dir(&dir)? {
+            let n = name.to_string_lossy();
+            if n.starts_with(".clone-") || n.starts_with(".tmp-") {
+                let p = dir.join(&name);
+                fs::remove_all(&p)?;
+                repaired.removed.push(p.display().to_string());
+            }
+        }
+    }
+    for p in &repaired.removed {
+        log::debug!("removed leftover {p}");
+    }
+    Ok(repaired)
+}

@@ -1,0 +1,319 @@
+//! Order and parallelism of module work (SPEC §5): lower `priority` finishes before higher
+//! starts; within a priority, modules run in parallel on a rayon pool of `--jobs` threads, each
+//! starting only once all its `depends_on` have succeeded. A module whose dependency failed or
+//! was skipped is skipped, with the reason. Order never comes from directory listing order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+
+use crate::report::Outcome;
+
+/// One unit of work.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub priority: i64,
+    pub depends_on: Vec<String>,
+}
+
+fn skipped(reason: String) -> Outcome {
+    Outcome {
+        result: "skipped",
+        error: Some(reason),
+        duration_ms: None,
+    }
+}
+
+/// Runs `work` for every node, honouring priorities and dependencies. A dependency that is not a
+/// node is asked of `external`: `Ok(())` when it is satisfied (installed and not being changed),
+/// else the reason the dependant must be skipped.
+pub fn run<W, E>(
+    nodes: &[Node],
+    jobs: usize,
+    external: E,
+    work: W,
+) -> Result<BTreeMap<String, Outcome>>
+where
+    W: Fn(&str) -> Outcome + Sync,
+    E: Fn(&str) -> std::result::Result<(), String>,
+{
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs.max(1))
+        .thread_name(|i| format!("updater-job-{i}"))
+        .build()
+        .context("starting the worker pool")?;
+    let by_name: BTreeMap<&str, &Node> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    let priorities: BTreeSet<i64> = nodes.iter().map(|n| n.priority).collect();
+    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
+
+    for priority in priorities {
+        let group: Vec<&Node> = nodes.iter().filter(|n| n.priority == priority).collect();
+        // Resolve dependencies that lie outside this group; count those inside it.
+        let mut waiting: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut dependants: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut ready = Vec::new();
+        for node in &group {
+            let mut inside = 0;
+            let mut skip = None;
+            for dep in &node.depends_on {
+                match by_name.get(dep.as_str()) {
+                    Some(d) if d.priority == priority => {
+                        inside += 1;
+                        dependants
+                            .entry(d.name.as_str())
+                            .or_default()
+                            .push(&node.name);
+                    }
+                    Some(d) if d.priority > priority => {
+                        skip = Some(format!(
+                            "depends on {dep}, which has a later priority ({} > {priority})",
+                            d.priority
+                        ));
+                    }
+                    Some(_) => match outcomes.get(dep.as_str()) {
+                        Some(o) if o.is_success() => {}
+                        Some(o) => {
+                            skip = Some(format!(
+                                "dependency {dep} was {}",
+                                o.result.replace('_', " ")
+                            ))
+                        }
+                        None => skip = Some(format!("dependency {dep} did not run")),
+                    },
+                    None => {
+                        if let Err(reason) = external(dep) {
+                            skip = Some(reason);
+                        }
+                    }
+                }
+                if skip.is_some() {
+                    break;
+                }
+            }
+            if let Some(reason) = skip {
+                outcomes.insert(node.name.clone(), skipped(reason));
+            } else if inside == 0 {
+                ready.push(node.name.as_str());
+            } else {
+                waiting.insert(node.name.as_str(), inside);
+            }
+        }
+        // Dependants of modules skipped above are skipped too.
+        let initially_skipped: Vec<String> = group
+            .iter()
+            .filter(|n| outcomes.contains_key(&n.name))
+            .map(|n| n.name.clone())
+            .collect();
+        let state = Mutex::new(GroupState {
+            outcomes: std::mem::take(&mut outcomes),
+            waiting,
+        });
+        for name in &initially_skipped {
+            let mut st = lock(&state);
+            st.skip_dependants(name, &dependants);
+        }
+        pool.scope(|s| {
+            for name in ready {
+                spawn(s, name, &state, &dependants, &work);
+            }
+        });
+        let st = state.into_inner().unwrap_or_else(|p| p.into_inner());
+        outcomes = st.outcomes;
+        // Anything still waiting was blocked by a module that never finished (cannot happen
+        // without a cycle, which planning rejects); skip it rather than lose it.
+        for name in st.waiting.keys() {
+            outcomes
+                .entry(name.to_string())
+                .or_insert_with(|| skipped("its dependencies never finished".into()));
+        }
+    }
+    Ok(outcomes)
+}
+
+struct GroupState<'a> {
+    outcomes: BTreeMap<String, Outcome>,
+    waiting: BTreeMap<&'a str, usize>,
+}
+
+impl<'a> GroupState<'a> {
+    /// Marks every (transitive) dependant of `failed` in this group as skipped.
+    fn skip_dependants(&mut self, failed: &str, dependants: &BTreeMap<&'a str, Vec<&'a str>>) {
+        let mut stack = vec![failed.to_string()];
+        while let Some(f) = stack.pop() {
+            for d in dependants.get(f.as_str()).into_iter().flatten() {
+                if self.waiting.remove(d).is_some() {
+                    let how = self
+                        .outcomes
+                        .get(&f)
+                        .map(|o| o.result.replace('_', " "))
+                        .unwrap_or_else(|| "skipped".into());
+                    self.outcomes
+                        .insert(d.to_string(), skipped(format!("dependency {f} was {how}")));
+                    stack.push(d.to_string());
+                }
+            }
+        }
+    }
+}
+
+fn lock<'m, 'a>(m: &'m Mutex<GroupState<'a>>) -> std::sync::MutexGuard<'m, GroupState<'a>> {
+    // The state is only mutated by short, non-panicking sections; a poisoned lock is usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn spawn<'s, 'a: 's, W>(
+    s: &rayon::Scope<'s>,
+    name: &'a str,
+    state: &'s Mutex<GroupState<'a>>,
+    dependants: &'s BTreeMap<&'a str, Vec<&'a str>>,
+    work: &'s W,
+) where
+    W: Fn(&str) -> Outcome + Sync,
+{
+    s.spawn(move |s| {
+        let outcome = work(name);
+        let success = outcome.is_success();
+        let mut now_ready = Vec::new();
+        {
+            let mut st = lock(state);
+            st.outcomes.insert(name.to_string(), outcome);
+            if success {
+                for d in dependants.get(name).into_iter().flatten() {
+                    if let Some(count) = st.waiting.get_mut(d) {
+                        *count -= 1;
+                        if *count == 0 {
+                            st.waiting.remove(d);
+                            now_ready.push(*d);
+                        }
+                    }
+                }
+            } else {
+                st.skip_dependants(name, dependants);
+            }
+        }
+        for d in now_ready {
+            spawn(s, d, state, dependants, work);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn node(name: &str, priority: i64, deps: &[&str]) -> Node {
+        Node {
+            name: name.into(),
+            priority,
+            depends_on: deps.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn ok() -> Outcome {
+        Outcome {
+            result: "applied",
+            error: None,
+            duration_ms: Some(0),
+        }
+    }
+
+    #[test]
+    fn priorities_and_dependencies_order_the_work() {
+        let nodes = vec![
+            node("late", 200, &[]),
+            node("c", 100, &["b"]),
+            node("b", 100, &["a"]),
+            node("a", 100, &[]),
+            node("first", 10, &[]),
+        ];
+        let order = Mutex::new(Vec::new());
+        let out = run(
+            &nodes,
+            4,
+            |_| Ok(()),
+            |n| {
+                order.lock().unwrap().push(n.to_string());
+                ok()
+            },
+        )
+        .unwrap();
+        let order = order.into_inner().unwrap();
+        assert_eq!(order, vec!["first", "a", "b", "c", "late"]);
+        assert!(out.values().all(|o| o.result == "applied"));
+    }
+
+    #[test]
+    fn failure_skips_transitive_dependants_only() {
+        let nodes = vec![
+            node("a", 1, &[]),
+            node("b", 1, &["a"]),
+            node("c", 1, &["b"]),
+            node("d", 1, &[]),
+            node("e", 2, &["c"]),
+            node("f", 2, &["ext-bad"]),
+            node("g", 1, &["later"]),
+            node("later", 5, &[]),
+        ];
+        let out = run(
+            &nodes,
+            2,
+            |d| {
+                if d == "ext-bad" {
+                    Err("dependency ext-bad is invalid".into())
+                } else {
+                    Ok(())
+                }
+            },
+            |n| {
+                if n == "a" {
+                    Outcome {
+                        result: "rolled_back",
+                        error: Some("boom".into()),
+                        duration_ms: Some(1),
+                    }
+                } else {
+                    ok()
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(out["a"].result, "rolled_back");
+        assert_eq!(out["b"].result, "skipped");
+        assert!(out["b"]
+            .error
+            .as_ref()
+            .unwrap()
+            .contains("dependency a was rolled back"));
+        assert_eq!(out["c"].result, "skipped");
+        assert_eq!(out["d"].result, "applied");
+        assert_eq!(out["e"].result, "skipped");
+        assert_eq!(out["f"].result, "skipped");
+        assert!(out["g"].error.as_ref().unwrap().contains("later priority"));
+        assert_eq!(out["later"].result, "applied");
+    }
+
+    #[test]
+    fn runs_in_parallel_up_to_jobs() {
+        let nodes: Vec<Node> = (0..8).map(|i| node(&format!("m{i}"), 1, &[])).collect();
+        let running = AtomicUsize::new(0);
+        let peak = AtomicUsize::new(0);
+        run(
+            &nodes,
+            3,
+            |_| Ok(()),
+            |_| {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                running.fetch_sub(1, Ordering::SeqCst);
+                ok()
+            },
+        )
+        .unwrap();
+        let peak = peak.load(Ordering::SeqCst);
+        assert!(peak > 1 && peak <= 3, "peak {peak}");
+    }
+}

@@ -1,0 +1,99 @@
+//! The state file `.updater/state.json`: the last commit this machine applied and the last
+//! result of each module (for `status`, retries and the rewind check). Written atomically.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::fs;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ModuleState {
+    /// `applied`, `rolled_back`, `skipped`, `removed` or `rollback`.
+    pub result: String,
+    /// The version the result concerns (the one tried, or the one put back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// When (UTC, ISO 8601).
+    pub time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    /// The last commit whose modules were all applied (the rewind check's anchor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<String>,
+    #[serde(default)]
+    pub modules: BTreeMap<String, ModuleState>,
+    #[serde(skip)]
+    path: PathBuf,
+}
+
+impl State {
+    /// Reads the state file; a missing one is an empty state. A corrupt one is an error naming
+    /// the file (it is never silently discarded).
+    pub fn load(path: &Path) -> Result<State> {
+        let text = match std::fs::read_to_string(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(State {
+                    path: path.to_path_buf(),
+                    ..State::default()
+                })
+            }
+            other => other.with_context(|| format!("reading {}", path.display()))?,
+        };
+        let mut state: State = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a valid state file (remove it to start afresh)",
+                path.display()
+            )
+        })?;
+        state.path = path.to_path_buf();
+        Ok(state)
+    }
+
+    pub fn save(&self) -> Result<()> {
+        let value = serde_json::to_value(self)
+            .with_context(|| format!("serializing {}", self.path.display()))?;
+        fs::write_json_atomic(&self.path, &value)
+    }
+
+    pub fn record(&mut self, name: &str, result: &str, version: Option<&str>, error: Option<&str>) {
+        self.modules.insert(
+            name.to_string(),
+            ModuleState {
+                result: result.to_string(),
+                version: version.map(str::to_string),
+                time: crate::clock::now_iso8601(),
+                error: error.map(str::to_string),
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_corrupt_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.json");
+        let mut s = State::load(&p).unwrap();
+        s.last_commit = Some("abc".into());
+        s.record("m", "applied", Some("1.0.0"), None);
+        s.save().unwrap();
+        let back = State::load(&p).unwrap();
+        assert_eq!(back.modules["m"].result, "applied");
+        assert_eq!(back.last_commit.as_deref(), Some("abc"));
+        std::fs::write(&p, "{\"modules\": 3").unwrap();
+        let e = format!("{:#}", State::load(&p).unwrap_err());
+        assert!(e.contains("state.json"), "{e}");
+    }
+}
