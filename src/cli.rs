@@ -96,6 +96,22 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub wait: bool,
 
+    /// Accept only commits carrying an SSH signature by an allowed signer (SPEC §9)
+    #[arg(long, global = true)]
+    pub require_signed: bool,
+
+    /// OpenSSH allowed-signers file [default: <modules-path>/.updater/allowed_signers]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub allowed_signers: Option<PathBuf>,
+
+    /// Accept a remote tip that does not descend from the last applied commit
+    #[arg(long, global = true)]
+    pub allow_rewind: bool,
+
+    /// Write Prometheus metrics (node_exporter textfile format) to PATH after the run
+    #[arg(long, global = true, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
     /// Only warnings and errors
     #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -121,6 +137,14 @@ pub enum CommandArg {
     Disable { name: String },
     /// Put back the copy that a module's last update replaced, with its index entry
     Rollback { name: String },
+    /// Report anything inconsistent in the install root (read-only)
+    Doctor,
+    /// Print the legacy-manifest checksum of an installed module directory
+    Checksum { name: String },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions { shell: String },
+    /// Print the man page (roff)
+    Man,
 }
 
 impl Cli {
@@ -139,6 +163,10 @@ impl Cli {
             (Some(CommandArg::Enable { name }), _, _) => Command::Enable(name),
             (Some(CommandArg::Disable { name }), _, _) => Command::Disable(name),
             (Some(CommandArg::Rollback { name }), _, _) => Command::Rollback(name),
+            (Some(CommandArg::Doctor), _, _) => Command::Doctor,
+            (Some(CommandArg::Checksum { name }), _, _) => Command::Checksum(name),
+            (Some(CommandArg::Completions { shell }), _, _) => Command::Completions(shell),
+            (Some(CommandArg::Man), _, _) => Command::Man,
         };
         let g = self.global;
         let verbosity = if g.quiet {
@@ -180,6 +208,10 @@ impl Cli {
             prune: g.prune,
             wait: g.wait,
             verbosity,
+            require_signed: g.require_signed,
+            allowed_signers: g.allowed_signers.map(absolute),
+            allow_rewind: g.allow_rewind,
+            metrics_file: g.metrics_file.map(absolute),
         })
     }
 }

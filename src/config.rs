@@ -12,6 +12,10 @@ pub enum Command {
     Enable(String),
     Disable(String),
     Rollback(String),
+    Doctor,
+    Checksum(String),
+    Completions(String),
+    Man,
 }
 
 impl Command {
@@ -25,6 +29,10 @@ impl Command {
             Command::Enable(_) => "enable",
             Command::Disable(_) => "disable",
             Command::Rollback(_) => "rollback",
+            Command::Doctor => "doctor",
+            Command::Checksum(_) => "checksum",
+            Command::Completions(_) => "completions",
+            Command::Man => "man",
         }
     }
 }
@@ -56,4 +64,12 @@ pub struct Config {
     pub prune: bool,
     pub wait: bool,
     pub verbosity: Verbosity,
+    /// Require SSH-signed commits (SPEC §9); also on with `metadata.require_signed`.
+    pub require_signed: bool,
+    /// OpenSSH allowed-signers file [default: <modules-path>/.updater/allowed_signers].
+    pub allowed_signers: Option<PathBuf>,
+    /// Accept a remote tip that does not descend from the last applied commit.
+    pub allow_rewind: bool,
+    /// Write a Prometheus textfile-collector file after the run.
+    pub metrics_file: Option<PathBuf>,
 }

@@ -6,6 +6,7 @@
 //! together for each command; `cli` turns arguments into a validated `config::Config`.
 
 pub mod apply;
+pub mod checksum;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -15,6 +16,7 @@ pub mod fs;
 pub mod git;
 pub mod global_index;
 pub mod journal;
+pub mod legacy;
 pub mod layout;
 pub mod logging;
 pub mod module;
@@ -26,6 +28,7 @@ pub mod schedule;
 pub mod snapshot;
 pub mod state;
 pub mod transaction;
+pub mod trust;
 pub mod version;
 
 use anyhow::Result;
@@ -65,10 +68,14 @@ pub fn run(cfg: &Config) -> Result<ExitStatus> {
     match &cfg.command {
         Command::Sync => commands::sync(cfg),
         Command::Check => commands::check(cfg),
-        Command::Legacy => commands::not_implemented("legacy"),
+        Command::Legacy => legacy::run(cfg),
         Command::Status => commands::status(cfg),
         Command::Enable(name) => commands::set_enabled(cfg, name, true),
         Command::Disable(name) => commands::set_enabled(cfg, name, false),
         Command::Rollback(name) => commands::rollback(cfg, name),
+        Command::Doctor => commands::not_implemented("doctor"),
+        Command::Checksum(name) => checksum::command(cfg, name),
+        Command::Completions(_) => commands::not_implemented("completions"),
+        Command::Man => commands::not_implemented("man"),
     }
 }

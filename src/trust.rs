@@ -1,0 +1,1 @@
+//! Trust checks on new remote commits (SPEC §9).
