@@ -216,6 +216,26 @@ impl Cli {
     }
 }
 
+/// `updater completions SHELL`: prints a completion script generated from these definitions.
+pub fn completions(shell: &str) -> Result<crate::ExitStatus> {
+    use clap::CommandFactory;
+    let shell: clap_complete::Shell = shell
+        .parse()
+        .map_err(|_| anyhow::anyhow!("unknown shell {shell:?} (bash, zsh, fish, elvish, powershell)"))?;
+    clap_complete::generate(shell, &mut Cli::command(), "updater", &mut std::io::stdout());
+    Ok(crate::ExitStatus::Success)
+}
+
+/// `updater man`: prints the man page (roff) generated from these definitions.
+pub fn man() -> Result<crate::ExitStatus> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut std::io::stdout())
+        .context("writing the man page")?;
+    Ok(crate::ExitStatus::Success)
+}
+
 fn absolute(p: PathBuf) -> PathBuf {
     if p.is_absolute() {
         return p;

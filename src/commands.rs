@@ -37,6 +37,7 @@ fn open(cfg: &Config, writes: bool) -> Result<Session> {
         );
     }
     fs::create_dir_all(&layout.state_dir())?;
+    refuse_unsafe_permissions(cfg, &layout)?;
     let lock = RunLock::acquire(&layout.lock(), cfg.wait)?;
     if writes {
         recover::recover(&layout).context("repairing what an interrupted run left")?;
@@ -49,6 +50,25 @@ fn open(cfg: &Config, writes: bool) -> Result<Session> {
         layout,
         _lock: lock,
     })
+}
+
+/// As root, an install root, state directory or clone that other users can write to would let
+/// them run code as root: refuse it, as sudo and ssh do for their files.
+fn refuse_unsafe_permissions(cfg: &Config, layout: &Layout) -> Result<()> {
+    if !fs::is_root() {
+        return Ok(());
+    }
+    let clone = cfg.local_repo.clone().unwrap_or_else(|| layout.default_clone());
+    for p in [layout.root.clone(), layout.state_dir(), layout.modules(), clone] {
+        if let Some(problem) = crate::doctor::unsafe_permissions(&p) {
+            bail!(
+                "refusing to run as root: {problem}; other users could run code as root \
+                 (fix: chown root:root {0} && chmod go-w {0})",
+                p.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Syncs the clone from the configured source and plans.
@@ -105,6 +125,9 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
             &BTreeMap::new(),
         ));
     }
+    let mut state = State::load(&layout.state_file())?;
+    state.updates_available = Some(plan.to_apply().count());
+    state.save()?;
     let status = if plan.invalid_count() > 0 {
         log::error!("{} modules are invalid", plan.invalid_count());
         ExitStatus::Failure
@@ -153,6 +176,12 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
         state.record(name, o.result, version, o.error.as_deref());
     }
     state.last_commit = Some(synced.commit.clone());
+    state.updates_available = Some(
+        outcomes
+            .iter()
+            .filter(|(name, o)| !o.is_success() && plan.get(name).is_some())
+            .count(),
+    );
     state.last_run = Some(crate::clock::now_iso8601());
     state.save()?;
 

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod doctor;
 pub mod fault;
 pub mod fs;
 pub mod git;
@@ -19,6 +20,7 @@ pub mod journal;
 pub mod legacy;
 pub mod layout;
 pub mod logging;
+pub mod metrics;
 pub mod module;
 pub mod plan;
 pub mod recover;
@@ -62,9 +64,28 @@ impl ExitStatus {
     }
 }
 
-/// Runs one command. Errors mean the run could not proceed (exit 1).
+/// Runs one command. Errors mean the run could not proceed (exit 1). With `--metrics-file`,
+/// the metrics are written after check, sync and legacy, whatever their outcome.
 pub fn run(cfg: &Config) -> Result<ExitStatus> {
     logging::init(cfg.verbosity, cfg.json);
+    let started = std::time::Instant::now();
+    let result = dispatch(cfg);
+    if let Some(path) = &cfg.metrics_file {
+        if matches!(cfg.command, Command::Sync | Command::Check | Command::Legacy) {
+            let code = match &result {
+                Ok(s) => s.code(),
+                Err(_) => ExitStatus::Failure.code(),
+            };
+            let layout = layout::Layout::new(&cfg.modules_path);
+            if let Err(e) = metrics::write(path, cfg.command.name(), code, started.elapsed(), &layout) {
+                log::error!("writing metrics: {e:#}");
+            }
+        }
+    }
+    result
+}
+
+fn dispatch(cfg: &Config) -> Result<ExitStatus> {
     match &cfg.command {
         Command::Sync => commands::sync(cfg),
         Command::Check => commands::check(cfg),
@@ -73,9 +94,9 @@ pub fn run(cfg: &Config) -> Result<ExitStatus> {
         Command::Enable(name) => commands::set_enabled(cfg, name, true),
         Command::Disable(name) => commands::set_enabled(cfg, name, false),
         Command::Rollback(name) => commands::rollback(cfg, name),
-        Command::Doctor => commands::not_implemented("doctor"),
+        Command::Doctor => doctor::command(cfg),
         Command::Checksum(name) => checksum::command(cfg, name),
-        Command::Completions(_) => commands::not_implemented("completions"),
-        Command::Man => commands::not_implemented("man"),
+        Command::Completions(shell) => cli::completions(shell),
+        Command::Man => cli::man(),
     }
 }

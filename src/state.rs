@@ -29,6 +29,9 @@ pub struct State {
     pub last_commit: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<String>,
+    /// Modules the last check or sync found to install or update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updates_available: Option<usize>,
     #[serde(default)]
     pub modules: BTreeMap<String, ModuleState>,
     #[serde(skip)]

@@ -1,0 +1,206 @@
+//! `updater doctor`: a read-only report of anything inconsistent in an install root, each finding
+//! with what to do about it. Exit 0 when all is well, 1 when something needs attention.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::fs;
+use crate::git;
+use crate::global_index::GlobalIndex;
+use crate::journal::Journal;
+use crate::layout::Layout;
+use crate::module::{self, ModuleIndex};
+use crate::report;
+use crate::state::State;
+use crate::ExitStatus;
+
+/// One thing found wrong, and the fix.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub what: String,
+    pub fix: String,
+}
+
+fn finding(what: impl Into<String>, fix: impl Into<String>) -> Finding {
+    Finding {
+        what: what.into(),
+        fix: fix.into(),
+    }
+}
+
+/// Permission problems of a directory that root trusts: writable by other users.
+pub fn unsafe_permissions(path: &Path) -> Option<String> {
+    let m = std::fs::symlink_metadata(path).ok()?;
+    let mode = m.mode();
+    if mode & 0o002 != 0 {
+        return Some(format!("{} is writable by every user (mode {:o})", path.display(), mode & 0o7777));
+    }
+    if mode & 0o020 != 0 && m.gid() != 0 {
+        return Some(format!(
+            "{} is writable by group {} (mode {:o})",
+            path.display(),
+            m.gid(),
+            mode & 0o7777
+        ));
+    }
+    if fs::is_root() && m.uid() != 0 {
+        return Some(format!("{} is owned by uid {}, not root", path.display(), m.uid()));
+    }
+    None
+}
+
+/// Everything `doctor` checks.
+pub fn examine(cfg: &Config) -> Vec<Finding> {
+    let layout = Layout::new(&cfg.modules_path);
+    let mut out = Vec::new();
+    if !layout.root.exists() {
+        out.push(finding(
+            format!("the install root {} does not exist", layout.root.display()),
+            "nothing is installed yet; run `updater sync` to install",
+        ));
+        return out;
+    }
+    // A run in progress makes the rest transient.
+    if layout.lock().exists() {
+        if let Err(e) = fs::RunLock::acquire(&layout.lock(), false) {
+            if e.downcast_ref::<fs::LockHeld>().is_some() {
+                out.push(finding(
+                    format!("{e}"),
+                    "a run is in progress; run doctor again when it has finished",
+                ));
+            }
+        }
+    }
+    match Journal::load(&layout.journal()) {
+        Ok(j) => {
+            for (name, e) in j.entries() {
+                out.push(finding(
+                    format!("an interrupted update of module {name} to {} is pending repair ({:?})", e.version, e.step),
+                    "run `updater sync` (any writing command repairs first)",
+                ));
+            }
+        }
+        Err(e) => out.push(finding(
+            format!("{e:#}"),
+            "check the modules it names against their backups, then delete the journal",
+        )),
+    }
+    if let Ok(names) = fs::list_dir(&layout.staging()) {
+        for n in names {
+            out.push(finding(
+                format!("leftover staging {}", layout.staging().join(n).display()),
+                "run `updater sync`, which removes it",
+            ));
+        }
+    }
+    // The index against the module directories.
+    let mut installed: BTreeMap<String, String> = BTreeMap::new();
+    for os_name in fs::list_dir(&layout.modules()).unwrap_or_default() {
+        let shown = os_name.to_string_lossy().into_owned();
+        let Some(name) = os_name.to_str().filter(|n| module::valid_name(n)) else {
+            out.push(finding(
+                format!("{} is not a valid module name", layout.modules().join(&shown).display()),
+                "move it out of modules/",
+            ));
+            continue;
+        };
+        match ModuleIndex::load(&layout.module(name)) {
+            Ok(m) => {
+                installed.insert(name.to_string(), m.version.to_string());
+            }
+            Err(e) => out.push(finding(
+                format!("installed module {name}: {e:#}"),
+                format!("fix the file, or run `updater rollback {name}` if a backup is kept"),
+            )),
+        }
+    }
+    match GlobalIndex::load(&layout.index()) {
+        Ok(Some(index)) => {
+            let recorded: BTreeMap<String, String> = index.packages().into_iter().collect();
+            for (name, v) in &installed {
+                match recorded.get(name) {
+                    None => out.push(finding(
+                        format!("module {name} {v} is installed but not in {}", layout.index().display()),
+                        "run `updater sync`, which rewrites the index from the modules",
+                    )),
+                    Some(r) if crate::version::Version::parse(r).map(|x| x.to_string()).as_deref() != Ok(v.as_str()) => {
+                        out.push(finding(
+                            format!("{} records {name} {r}, but {v} is installed", layout.index().display()),
+                            "run `updater sync`, which rewrites the index from the modules",
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            for name in recorded.keys().filter(|n| !installed.contains_key(*n)) {
+                out.push(finding(
+                    format!("{} lists {name}, which is not installed", layout.index().display()),
+                    "run `updater sync`, which rewrites the index from the modules",
+                ));
+            }
+        }
+        Ok(None) => {
+            if !installed.is_empty() {
+                out.push(finding(
+                    format!("{} is missing but modules are installed", layout.index().display()),
+                    "run `updater sync`, which writes it",
+                ));
+            }
+        }
+        Err(e) => out.push(finding(
+            format!("{e:#}"),
+            "fix or delete the file; `updater sync` rewrites it from the modules",
+        )),
+    }
+    if let Err(e) = State::load(&layout.state_file()) {
+        out.push(finding(format!("{e:#}"), "delete it; it only holds history"));
+    }
+    let clone = cfg.local_repo.clone().unwrap_or_else(|| layout.default_clone());
+    if clone.exists() {
+        if let Err(e) = git::check_clone(&clone) {
+            out.push(finding(
+                format!("the clone {} is not a usable git repository: {e:#}", clone.display()),
+                "run `updater sync`, which clones it again",
+            ));
+        }
+    }
+    if fs::is_root() {
+        for p in [layout.root.clone(), layout.state_dir(), layout.modules(), clone] {
+            if let Some(problem) = unsafe_permissions(&p) {
+                out.push(finding(
+                    problem,
+                    format!("chown root:root {0} && chmod go-w {0}", p.display()),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `updater doctor`.
+pub fn command(cfg: &Config) -> Result<ExitStatus> {
+    let findings = examine(cfg);
+    if cfg.json {
+        let items: Vec<_> = findings
+            .iter()
+            .map(|f| json!({"problem": f.what, "fix": f.fix}))
+            .collect();
+        report::print_json(&json!({"command": "doctor", "ok": findings.is_empty(), "findings": items}));
+    } else if findings.is_empty() {
+        println!("No problems found in {}", cfg.modules_path.display());
+    } else {
+        for f in &findings {
+            println!("problem: {}\n    fix: {}", f.what, f.fix);
+        }
+    }
+    Ok(if findings.is_empty() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
