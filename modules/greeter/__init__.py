@@ -1,0 +1,1 @@
+"""The `greeter` example module. The updater imports this directory as a package."""
