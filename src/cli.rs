@@ -219,10 +219,15 @@ impl Cli {
 /// `updater completions SHELL`: prints a completion script generated from these definitions.
 pub fn completions(shell: &str) -> Result<crate::ExitStatus> {
     use clap::CommandFactory;
-    let shell: clap_complete::Shell = shell
-        .parse()
-        .map_err(|_| anyhow::anyhow!("unknown shell {shell:?} (bash, zsh, fish, elvish, powershell)"))?;
-    clap_complete::generate(shell, &mut Cli::command(), "updater", &mut std::io::stdout());
+    let shell: clap_complete::Shell = shell.parse().map_err(|_| {
+        anyhow::anyhow!("unknown shell {shell:?} (bash, zsh, fish, elvish, powershell)")
+    })?;
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "updater",
+        &mut std::io::stdout(),
+    );
     Ok(crate::ExitStatus::Success)
 }
 

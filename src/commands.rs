@@ -58,8 +58,16 @@ fn refuse_unsafe_permissions(cfg: &Config, layout: &Layout) -> Result<()> {
     if !fs::is_root() {
         return Ok(());
     }
-    let clone = cfg.local_repo.clone().unwrap_or_else(|| layout.default_clone());
-    for p in [layout.root.clone(), layout.state_dir(), layout.modules(), clone] {
+    let clone = cfg
+        .local_repo
+        .clone()
+        .unwrap_or_else(|| layout.default_clone());
+    for p in [
+        layout.root.clone(),
+        layout.state_dir(),
+        layout.modules(),
+        clone,
+    ] {
         if let Some(problem) = crate::doctor::unsafe_permissions(&p) {
             bail!(
                 "refusing to run as root: {problem}; other users could run code as root \

@@ -38,7 +38,11 @@ pub fn unsafe_permissions(path: &Path) -> Option<String> {
     let m = std::fs::symlink_metadata(path).ok()?;
     let mode = m.mode();
     if mode & 0o002 != 0 {
-        return Some(format!("{} is writable by every user (mode {:o})", path.display(), mode & 0o7777));
+        return Some(format!(
+            "{} is writable by every user (mode {:o})",
+            path.display(),
+            mode & 0o7777
+        ));
     }
     if mode & 0o020 != 0 && m.gid() != 0 {
         return Some(format!(
@@ -49,7 +53,11 @@ pub fn unsafe_permissions(path: &Path) -> Option<String> {
         ));
     }
     if fs::is_root() && m.uid() != 0 {
-        return Some(format!("{} is owned by uid {}, not root", path.display(), m.uid()));
+        return Some(format!(
+            "{} is owned by uid {}, not root",
+            path.display(),
+            m.uid()
+        ));
     }
     None
 }
@@ -80,7 +88,10 @@ pub fn examine(cfg: &Config) -> Vec<Finding> {
         Ok(j) => {
             for (name, e) in j.entries() {
                 out.push(finding(
-                    format!("an interrupted update of module {name} to {} is pending repair ({:?})", e.version, e.step),
+                    format!(
+                        "an interrupted update of module {name} to {} is pending repair ({:?})",
+                        e.version, e.step
+                    ),
                     "run `updater sync` (any writing command repairs first)",
                 ));
             }
@@ -104,7 +115,10 @@ pub fn examine(cfg: &Config) -> Vec<Finding> {
         let shown = os_name.to_string_lossy().into_owned();
         let Some(name) = os_name.to_str().filter(|n| module::valid_name(n)) else {
             out.push(finding(
-                format!("{} is not a valid module name", layout.modules().join(&shown).display()),
+                format!(
+                    "{} is not a valid module name",
+                    layout.modules().join(&shown).display()
+                ),
                 "move it out of modules/",
             ));
             continue;
@@ -125,12 +139,23 @@ pub fn examine(cfg: &Config) -> Vec<Finding> {
             for (name, v) in &installed {
                 match recorded.get(name) {
                     None => out.push(finding(
-                        format!("module {name} {v} is installed but not in {}", layout.index().display()),
+                        format!(
+                            "module {name} {v} is installed but not in {}",
+                            layout.index().display()
+                        ),
                         "run `updater sync`, which rewrites the index from the modules",
                     )),
-                    Some(r) if crate::version::Version::parse(r).map(|x| x.to_string()).as_deref() != Ok(v.as_str()) => {
+                    Some(r)
+                        if crate::version::Version::parse(r)
+                            .map(|x| x.to_string())
+                            .as_deref()
+                            != Ok(v.as_str()) =>
+                    {
                         out.push(finding(
-                            format!("{} records {name} {r}, but {v} is installed", layout.index().display()),
+                            format!(
+                                "{} records {name} {r}, but {v} is installed",
+                                layout.index().display()
+                            ),
                             "run `updater sync`, which rewrites the index from the modules",
                         ))
                     }
@@ -139,7 +164,10 @@ pub fn examine(cfg: &Config) -> Vec<Finding> {
             }
             for name in recorded.keys().filter(|n| !installed.contains_key(*n)) {
                 out.push(finding(
-                    format!("{} lists {name}, which is not installed", layout.index().display()),
+                    format!(
+                        "{} lists {name}, which is not installed",
+                        layout.index().display()
+                    ),
                     "run `updater sync`, which rewrites the index from the modules",
                 ));
             }
@@ -147,7 +175,10 @@ pub fn examine(cfg: &Config) -> Vec<Finding> {
         Ok(None) => {
             if !installed.is_empty() {
                 out.push(finding(
-                    format!("{} is missing but modules are installed", layout.index().display()),
+                    format!(
+                        "{} is missing but modules are installed",
+                        layout.index().display()
+                    ),
                     "run `updater sync`, which writes it",
                 ));
             }
@@ -158,19 +189,33 @@ pub fn examine(cfg: &Config) -> Vec<Finding> {
         )),
     }
     if let Err(e) = State::load(&layout.state_file()) {
-        out.push(finding(format!("{e:#}"), "delete it; it only holds history"));
+        out.push(finding(
+            format!("{e:#}"),
+            "delete it; it only holds history",
+        ));
     }
-    let clone = cfg.local_repo.clone().unwrap_or_else(|| layout.default_clone());
+    let clone = cfg
+        .local_repo
+        .clone()
+        .unwrap_or_else(|| layout.default_clone());
     if clone.exists() {
         if let Err(e) = git::check_clone(&clone) {
             out.push(finding(
-                format!("the clone {} is not a usable git repository: {e:#}", clone.display()),
+                format!(
+                    "the clone {} is not a usable git repository: {e:#}",
+                    clone.display()
+                ),
                 "run `updater sync`, which clones it again",
             ));
         }
     }
     if fs::is_root() {
-        for p in [layout.root.clone(), layout.state_dir(), layout.modules(), clone] {
+        for p in [
+            layout.root.clone(),
+            layout.state_dir(),
+            layout.modules(),
+            clone,
+        ] {
             if let Some(problem) = unsafe_permissions(&p) {
                 out.push(finding(
                     problem,
@@ -190,7 +235,9 @@ pub fn command(cfg: &Config) -> Result<ExitStatus> {
             .iter()
             .map(|f| json!({"problem": f.what, "fix": f.fix}))
             .collect();
-        report::print_json(&json!({"command": "doctor", "ok": findings.is_empty(), "findings": items}));
+        report::print_json(
+            &json!({"command": "doctor", "ok": findings.is_empty(), "findings": items}),
+        );
     } else if findings.is_empty() {
         println!("No problems found in {}", cfg.modules_path.display());
     } else {

@@ -17,8 +17,8 @@ pub mod fs;
 pub mod git;
 pub mod global_index;
 pub mod journal;
-pub mod legacy;
 pub mod layout;
+pub mod legacy;
 pub mod logging;
 pub mod metrics;
 pub mod module;
@@ -71,13 +71,18 @@ pub fn run(cfg: &Config) -> Result<ExitStatus> {
     let started = std::time::Instant::now();
     let result = dispatch(cfg);
     if let Some(path) = &cfg.metrics_file {
-        if matches!(cfg.command, Command::Sync | Command::Check | Command::Legacy) {
+        if matches!(
+            cfg.command,
+            Command::Sync | Command::Check | Command::Legacy
+        ) {
             let code = match &result {
                 Ok(s) => s.code(),
                 Err(_) => ExitStatus::Failure.code(),
             };
             let layout = layout::Layout::new(&cfg.modules_path);
-            if let Err(e) = metrics::write(path, cfg.command.name(), code, started.elapsed(), &layout) {
+            if let Err(e) =
+                metrics::write(path, cfg.command.name(), code, started.elapsed(), &layout)
+            {
                 log::error!("writing metrics: {e:#}");
             }
         }

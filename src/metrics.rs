@@ -16,7 +16,9 @@ use crate::state::State;
 
 /// Escapes a label value (backslash, double quote, newline).
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Renders the metrics text.
@@ -30,7 +32,10 @@ pub fn render(
 ) -> String {
     let mut out = String::new();
     let cmd = label(command);
-    let ended = ended.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let ended = ended
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
     let success = u8::from(exit_code == 0 || exit_code == 100);
     let mut gauge = |name: &str, help: &str, lines: Vec<String>| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -57,7 +62,10 @@ pub fn render(
     gauge(
         "updater_last_run_duration_seconds",
         "Duration of the last updater run.",
-        vec![format!("{{command=\"{cmd}\"}} {:.3}", duration.as_secs_f64())],
+        vec![format!(
+            "{{command=\"{cmd}\"}} {:.3}",
+            duration.as_secs_f64()
+        )],
     );
     if let Some(n) = state.updates_available {
         gauge(
@@ -89,8 +97,13 @@ pub fn render(
         .modules
         .iter()
         .map(|(name, s)| {
-            let ok = u8::from(s.result == "applied" || s.result == "removed" || s.result == "rollback");
-            format!("{{module=\"{}\",result=\"{}\"}} {ok}", label(name), label(&s.result))
+            let ok =
+                u8::from(s.result == "applied" || s.result == "removed" || s.result == "rollback");
+            format!(
+                "{{module=\"{}\",result=\"{}\"}} {ok}",
+                label(name),
+                label(&s.result)
+            )
         })
         .collect();
     gauge(
@@ -102,9 +115,22 @@ pub fn render(
 }
 
 /// Writes the metrics file atomically. Errors are reported, not fatal to the run.
-pub fn write(path: &Path, command: &str, exit_code: u8, duration: Duration, layout: &Layout) -> Result<()> {
+pub fn write(
+    path: &Path,
+    command: &str,
+    exit_code: u8,
+    duration: Duration,
+    layout: &Layout,
+) -> Result<()> {
     let state = State::load(&layout.state_file()).unwrap_or_default();
-    let text = render(command, exit_code, duration, SystemTime::now(), layout, &state);
+    let text = render(
+        command,
+        exit_code,
+        duration,
+        SystemTime::now(),
+        layout,
+        &state,
+    );
     fs::write_atomic(path, text.as_bytes())
 }
 
@@ -125,12 +151,25 @@ mod tests {
         let mut state = State::default();
         state.updates_available = Some(2);
         state.record("a", "rolled_back", Some("1.3.0"), Some("boom \"x\""));
-        let text = render("sync", 3, Duration::from_millis(1500), UNIX_EPOCH, &layout, &state);
-        assert!(text.contains("updater_last_run_success{command=\"sync\"} 0\n"), "{text}");
+        let text = render(
+            "sync",
+            3,
+            Duration::from_millis(1500),
+            UNIX_EPOCH,
+            &layout,
+            &state,
+        );
+        assert!(
+            text.contains("updater_last_run_success{command=\"sync\"} 0\n"),
+            "{text}"
+        );
         assert!(text.contains("updater_last_run_duration_seconds{command=\"sync\"} 1.500\n"));
         assert!(text.contains("updater_updates_available 2\n"));
-        assert!(text.contains("updater_module_info{module=\"a\",version=\"1.2.0\",enabled=\"true\"} 1\n"));
-        assert!(text.contains("updater_module_last_result{module=\"a\",result=\"rolled_back\"} 0\n"));
+        assert!(text
+            .contains("updater_module_info{module=\"a\",version=\"1.2.0\",enabled=\"true\"} 1\n"));
+        assert!(
+            text.contains("updater_module_last_result{module=\"a\",result=\"rolled_back\"} 0\n")
+        );
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }
