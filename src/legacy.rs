@@ -584,10 +584,14 @@ pub fn run(cfg: &Config) -> Result<ExitStatus> {
 
     let mut manifest = Manifest::load(&manifest_path)?;
     log::info!(
-        "Legacy manifest {}: entrypoint {}, {} children",
+        "Legacy manifest {}: entrypoint {}, children: {}",
         manifest.path.display(),
         manifest.entrypoint,
-        manifest.children.len()
+        if manifest.children.is_empty() {
+            "none".to_string()
+        } else {
+            manifest.children.join(", ")
+        }
     );
 
     // Decide each child, in the manifest's order; `slots[i]` is its report once known.
