@@ -102,8 +102,28 @@ fn sync_and_plan(
     let progress = !cfg.json
         && cfg.verbosity != crate::config::Verbosity::Quiet
         && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let synced = git::sync(&url, branch.as_deref(), &local, &SyncOptions { progress })
-        .with_context(|| format!("syncing the updates repository {url}"))?;
+    let require_signed = cfg.require_signed || installed.is_some_and(|i| i.require_signed());
+    let allowed_signers = if require_signed {
+        let path = cfg
+            .allowed_signers
+            .clone()
+            .unwrap_or_else(|| layout.state_dir().join("allowed_signers"));
+        Some(crate::trust::AllowedSigners::load(&path)?)
+    } else {
+        None
+    };
+    let trust = git::TrustPolicy {
+        allowed_signers,
+        last_applied: State::load(&layout.state_file())?.last_commit,
+        allow_rewind: cfg.allow_rewind,
+    };
+    let synced = git::sync(
+        &url,
+        branch.as_deref(),
+        &local,
+        &SyncOptions { progress, trust },
+    )
+    .with_context(|| format!("syncing the updates repository {url}"))?;
     log::info!(
         "Repository {} ({}) is at {}",
         synced.url,
@@ -114,7 +134,14 @@ fn sync_and_plan(
         allow_downgrade: cfg.allow_downgrade,
         prune: cfg.prune,
     };
-    let plan = plan::plan(&synced.path.join("modules"), &layout.modules(), opts)?;
+    // Only check can see an unrepaired journal (writing commands repaired it under the lock).
+    let overrides = recover::pending_overrides(layout)?;
+    let plan = plan::plan_with(
+        &synced.path.join("modules"),
+        &layout.modules(),
+        &overrides,
+        opts,
+    )?;
     Ok((synced, plan))
 }
 

@@ -11,6 +11,7 @@ use git2::{
 };
 
 use crate::fs;
+use crate::trust::{self, AllowedSigners, TrustError};
 
 /// The name of the remote in the local clone.
 const REMOTE: &str = "origin";
@@ -29,10 +30,23 @@ pub struct SyncedRepo {
 }
 
 /// Options for [`sync`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct SyncOptions {
     /// Show transfer progress on stderr.
     pub progress: bool,
+    /// Checks a new remote tip must pass before the work tree moves to it (SPEC §9).
+    pub trust: TrustPolicy,
+}
+
+/// What a new remote commit must satisfy before it is used.
+#[derive(Debug, Default)]
+pub struct TrustPolicy {
+    /// When set, the tip must carry an SSH signature by one of these signers.
+    pub allowed_signers: Option<AllowedSigners>,
+    /// The last commit this machine applied: the tip must descend from it.
+    pub last_applied: Option<String>,
+    /// Accept a tip that does not descend from `last_applied`.
+    pub allow_rewind: bool,
 }
 
 /// Turns a plain relative path into an absolute one, so the clone's remote does not depend on
@@ -339,6 +353,7 @@ fn fetch_and_reset(
                 }
             })?;
     }
+    check_trust(repo, tip, &opts.trust).map_err(SyncFailure::Remote)?;
     reset_to(repo, &branch, &tracking, tip).map_err(|e| {
         SyncFailure::Local(e.context(format!("resetting {} to {tip}", local.display())))
     })?;
@@ -349,6 +364,71 @@ fn fetch_and_reset(
         commit: tip.to_string(),
         fetched,
     })
+}
+
+/// Refuses a new tip that is not signed by an allowed signer (when required) or that does not
+/// descend from the last applied commit (unless rewinds are allowed). Runs before the work tree
+/// moves, so a refused commit changes nothing.
+fn check_trust(repo: &Repository, tip: Oid, policy: &TrustPolicy) -> Result<()> {
+    let last = match &policy.last_applied {
+        Some(l) => {
+            Some(Oid::from_str(l).with_context(|| format!("bad last applied commit id {l}"))?)
+        }
+        None => None,
+    };
+    if last == Some(tip) {
+        return Ok(()); // nothing new
+    }
+    if let Some(allowed) = &policy.allowed_signers {
+        let principal = verify_commit_signature(repo, tip, allowed)
+            .map_err(|e| anyhow!(e).context(format!("refusing commit {tip} (signature check)")))?;
+        log::info!("Commit {tip} is signed by {principal}");
+    }
+    if let (Some(last), false) = (last, policy.allow_rewind) {
+        let descends = match repo.graph_descendant_of(tip, last) {
+            Ok(d) => d,
+            // The last applied commit is not in this history at all.
+            Err(e) if e.code() == git2::ErrorCode::NotFound => false,
+            Err(e) => {
+                return Err(anyhow!(e).context("comparing the new tip with the last applied commit"))
+            }
+        };
+        if !descends {
+            bail!(
+                "refusing commit {tip} (rewind check): it does not descend from {last}, the last \
+                 commit this machine applied; the branch was rewound or rewritten (pass \
+                 --allow-rewind to accept it)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Reads commit `oid` and verifies its SSH signature with [`trust::verify_commit`]; the commit is
+/// named by its full id in errors. A commit that cannot be read is refused as malformed.
+pub fn verify_commit_signature(
+    repo: &Repository,
+    oid: Oid,
+    allowed: &AllowedSigners,
+) -> std::result::Result<String, TrustError> {
+    let commit = oid.to_string();
+    match repo.extract_signature(&oid, None) {
+        Ok((signature, signed_data)) => {
+            trust::verify_commit(&commit, Some(&signature), &signed_data, allowed)
+        }
+        Err(e) if e.code() == git2::ErrorCode::NotFound => match repo.find_commit(oid) {
+            // Unsigned, or no such commit: tell them apart for the message.
+            Ok(_) => Err(TrustError::Unsigned { commit }),
+            Err(e) => Err(TrustError::Malformed {
+                reason: format!("cannot read the commit: {}", e.message()),
+                commit,
+            }),
+        },
+        Err(e) => Err(TrustError::Malformed {
+            reason: format!("cannot read the commit's signature: {}", e.message()),
+            commit,
+        }),
+    }
 }
 
 /// Points the tracking ref and a local branch at `tip`, and forces the work tree to match it
@@ -367,6 +447,38 @@ fn reset_to(repo: &Repository, branch: &str, tracking: &str, tip: Oid) -> Result
     co.force().remove_untracked(true).remove_ignored(true);
     repo.reset(commit.as_object(), ResetType::Hard, Some(&mut co))
         .context("checking out the work tree")?;
+    clean_untracked(repo)
+}
+
+/// `git clean -ffdx`: removes untracked and ignored files and directories, so nothing that is
+/// not in the commit can leak into a decision or an install.
+fn clean_untracked(repo: &Repository) -> Result<()> {
+    let Some(workdir) = repo.workdir() else {
+        return Ok(());
+    };
+    let mut so = git2::StatusOptions::new();
+    so.include_untracked(true)
+        .include_ignored(true)
+        .recurse_untracked_dirs(false)
+        .recurse_ignored_dirs(false)
+        .exclude_submodules(true);
+    let statuses = repo
+        .statuses(Some(&mut so))
+        .context("listing untracked files")?;
+    for entry in statuses.iter() {
+        let st = entry.status();
+        if !(st.contains(git2::Status::WT_NEW) || st.contains(git2::Status::IGNORED)) {
+            continue;
+        }
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let rel = entry.path_bytes();
+            let rel = rel.strip_suffix(b"/").unwrap_or(rel);
+            let path = workdir.join(std::ffi::OsStr::from_bytes(rel));
+            log::debug!("removing untracked {} from the clone", path.display());
+            fs::remove_all(&path)?;
+        }
+    }
     Ok(())
 }
 

@@ -178,8 +178,31 @@ fn scan(dir: &Path, check_trees: bool) -> Result<Side> {
 /// Decides every module. `repo_modules` is `<clone>/modules`, `installed_modules` is
 /// `<modules-path>/modules`; either may be missing.
 pub fn plan(repo_modules: &Path, installed_modules: &Path, opts: PlanOptions) -> Result<Plan> {
+    plan_with(repo_modules, installed_modules, &BTreeMap::new(), opts)
+}
+
+/// [`plan`], with some installed copies read from elsewhere: `overrides` maps a module name to
+/// the directory holding its real installed copy, or to None when it is not really installed
+/// (used while an interrupted update awaits repair).
+pub fn plan_with(
+    repo_modules: &Path,
+    installed_modules: &Path,
+    overrides: &BTreeMap<String, Option<PathBuf>>,
+    opts: PlanOptions,
+) -> Result<Plan> {
     let repo = scan(repo_modules, true)?;
-    let installed = scan(installed_modules, false)?;
+    let mut installed = scan(installed_modules, false)?;
+    for (name, at) in overrides {
+        match at {
+            Some(dir) => {
+                let m = ModuleIndex::load(dir).map_err(|e| format!("{e:#}"));
+                installed.modules.insert(name.clone(), m);
+            }
+            None => {
+                installed.modules.remove(name);
+            }
+        }
+    }
     let mut plan = Plan::default();
     plan.warnings.extend(repo.warnings.iter().cloned());
     plan.warnings.extend(installed.warnings.iter().cloned());

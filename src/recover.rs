@@ -3,6 +3,9 @@
 //! staging, half-made clones and temp files are removed. Runs under the lock, first thing in
 //! every command that writes. Idempotent: a crash during repair is repaired by the next run.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use anyhow::Result;
 
 use crate::fault;
@@ -46,6 +49,22 @@ pub fn pending(layout: &Layout) -> Result<Vec<String>> {
         ));
     }
     Ok(out)
+}
+
+/// For `check` while a repair is pending: each interrupted, uncommitted module mapped to where
+/// its pre-run copy is (None: it was not installed), so decisions describe what is really
+/// installed once the repair is done.
+pub fn pending_overrides(layout: &Layout) -> Result<BTreeMap<String, Option<PathBuf>>> {
+    let journal = Journal::load(&layout.journal())?;
+    Ok(journal
+        .entries()
+        .into_iter()
+        .filter(|(_, e)| e.step != Step::Committed)
+        .map(|(name, e)| {
+            let at = transaction::pre_run_copy(layout, &name, &e);
+            (name, at)
+        })
+        .collect())
 }
 
 /// Repairs the install root. Must be called with the run lock held.

@@ -149,6 +149,21 @@ impl Drop for Transaction<'_> {
     }
 }
 
+/// Where the copy that was installed before an interrupted, uncommitted update lives now (None
+/// when the module was not installed before). Lets `check` report what a repair will restore.
+pub fn pre_run_copy(layout: &Layout, name: &str, entry: &Entry) -> Option<PathBuf> {
+    if !entry.had_old {
+        return None;
+    }
+    let installed = layout.module(name);
+    let new_installed = entry.new_ino.is_some() && inode(&installed) == entry.new_ino;
+    Some(if new_installed {
+        staged_dir(layout, name)
+    } else {
+        installed
+    })
+}
+
 /// Makes sure the new copy (identified by inode) is not installed, puts the old copy back,
 /// restores the `backup_paths` snapshot when the entry may have run, and removes staging.
 /// Idempotent, so it serves both rollback and crash recovery.

@@ -144,7 +144,7 @@ impl AllowedSigners {
             match parse_line(content, line).with_context(|| {
                 format!("{}:{line}: invalid allowed-signers line", path.display())
             })? {
-                Parsed::Signer(s) => signers.push(s),
+                Parsed::Signer(s) => signers.push(*s),
                 Parsed::Skipped(reason) => {
                     let msg = format!("{}:{line}: {reason}", path.display());
                     log::warn!("Ignoring allowed signer at {msg}");
@@ -200,7 +200,7 @@ impl AllowedSigners {
 }
 
 enum Parsed {
-    Signer(AllowedSigner),
+    Signer(Box<AllowedSigner>),
     Skipped(String),
 }
 
@@ -221,10 +221,14 @@ fn parse_line(content: &str, line: usize) -> Result<Parsed> {
         bail!("empty principal in \"{principals_field}\"");
     }
     let rest = rest.trim_start_matches([' ', '\t']);
+    // Key blobs start with the length of the key type name: base64 "AAAA".
+    if is_key_type(principals_field) && (rest.is_empty() || rest.starts_with("AAAA")) {
+        bail!(
+            "missing principals field: the line starts with the key type \"{principals_field}\" \
+             (expected `user@example.com {principals_field} AAAA...`)"
+        );
+    }
     if rest.is_empty() {
-        if is_key_type(principals_field) {
-            bail!("missing principals field: the line starts with the key type \"{principals_field}\"");
-        }
         bail!("missing key after principals \"{principals_field}\"");
     }
 
@@ -239,13 +243,7 @@ fn parse_line(content: &str, line: usize) -> Result<Parsed> {
     } else {
         (LineOptions::default(), rest)
     };
-    let key = parse_key(key_text).map_err(|e| {
-        if is_key_type(principals_field) {
-            anyhow!("{e}; the line seems to lack its principals field (it starts with \"{principals_field}\")")
-        } else {
-            e
-        }
-    })?;
+    let key = parse_key(key_text)?;
 
     if opts.cert_authority {
         return Ok(Parsed::Skipped(format!(
@@ -273,14 +271,17 @@ fn parse_line(content: &str, line: usize) -> Result<Parsed> {
             Some(v)
         }
     };
-    Ok(Parsed::Signer(AllowedSigner {
+    if let Some(why) = unsupported_key(key.key_data()) {
+        log::warn!("Allowed signer on line {line}: {why}; its signatures will be refused");
+    }
+    Ok(Parsed::Signer(Box::new(AllowedSigner {
         principals,
         namespaces,
         valid_after: opts.valid_after,
         valid_before: opts.valid_before,
         key,
         line,
-    }))
+    })))
 }
 
 /// Splits off the principals field: either a double-quoted string or up to the first blank.
@@ -569,22 +570,29 @@ pub enum TrustError {
     /// The key is allowed, but its `namespaces=` option does not admit `git`.
     NamespaceNotAllowed {
         commit: String,
-        principal: String,
-        fingerprint: String,
+        /// The `namespaces=` value of the signer's line.
         namespaces: String,
-        file: PathBuf,
-        line: usize,
+        signer: Box<SignerLine>,
     },
     /// The key is allowed, but not now (`valid-after` / `valid-before`).
     KeyNotValid {
         commit: String,
-        principal: String,
-        fingerprint: String,
         /// e.g. `expired at 2024-01-01T00:00:00Z (valid-before="20240101Z")`.
         reason: String,
-        file: PathBuf,
-        line: usize,
+        signer: Box<SignerLine>,
     },
+}
+
+/// The allowed-signers line whose options refused a commit (boxed in [`TrustError`] to keep
+/// the error small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerLine {
+    /// The line's principals field.
+    pub principal: String,
+    /// `SHA256:...` of the key.
+    pub fingerprint: String,
+    pub file: PathBuf,
+    pub line: usize,
 }
 
 impl TrustError {
@@ -629,30 +637,28 @@ impl fmt::Display for TrustError {
             ),
             TrustError::NamespaceNotAllowed {
                 commit,
-                principal,
-                fingerprint,
                 namespaces,
-                file,
-                line,
+                signer,
             } => write!(
                 f,
-                "commit {commit} is signed by {principal} ({fingerprint}), but {}:{line} allows \
-                 that key only for namespaces=\"{namespaces}\", which does not include \
-                 {GIT_NAMESPACE:?}",
-                file.display()
+                "commit {commit} is signed by {} ({}), but {}:{} allows that key only for \
+                 namespaces=\"{namespaces}\", which does not include {GIT_NAMESPACE:?}",
+                signer.principal,
+                signer.fingerprint,
+                signer.file.display(),
+                signer.line
             ),
             TrustError::KeyNotValid {
                 commit,
-                principal,
-                fingerprint,
                 reason,
-                file,
-                line,
+                signer,
             } => write!(
                 f,
-                "commit {commit} is signed by {principal} ({fingerprint}), but that key {reason} \
-                 ({}:{line})",
-                file.display()
+                "commit {commit} is signed by {} ({}), but that key {reason} ({}:{})",
+                signer.principal,
+                signer.fingerprint,
+                signer.file.display(),
+                signer.line
             ),
         }
     }
@@ -673,7 +679,7 @@ pub fn verify_commit(
 /// Verifies a git commit's SSH signature. `signature` is the `gpgsig` header content (armored
 /// `-----BEGIN SSH SIGNATURE-----`), `signed_data` the commit object without that header:
 /// exactly the `(signature, signed_data)` of git2's `Repository::extract_signature(oid, None)`
-/// (see [`verify_repo_commit`]). `now` is the time signer validity windows are checked at.
+/// (see `git::verify_commit_signature`). `now` is the time signer validity windows are checked at.
 /// Returns the principals field of the matching allowed-signers line.
 pub fn verify_commit_at(
     commit: &str,
@@ -700,6 +706,14 @@ pub fn verify_commit_at(
     let fingerprint = sig.public_key().fingerprint(HashAlg::Sha256).to_string();
     let now = unix_seconds(now);
 
+    let line_of = |signer: &AllowedSigner| {
+        Box::new(SignerLine {
+            principal: signer.principal(),
+            fingerprint: fingerprint.clone(),
+            file: allowed.path.clone(),
+            line: signer.line,
+        })
+    };
     // The first line with this key that admits it now decides; otherwise the first refusal.
     let mut refusal = None;
     let mut chosen = None;
@@ -711,22 +725,16 @@ pub fn verify_commit_at(
         if !signer.allows_namespace(GIT_NAMESPACE) {
             refusal.get_or_insert_with(|| TrustError::NamespaceNotAllowed {
                 commit: commit.to_string(),
-                principal: signer.principal(),
-                fingerprint: fingerprint.clone(),
                 namespaces: signer.namespaces.as_deref().unwrap_or_default().join(","),
-                file: allowed.path.clone(),
-                line: signer.line,
+                signer: line_of(signer),
             });
             continue;
         }
         if let Err(reason) = signer.check_validity(now) {
             refusal.get_or_insert_with(|| TrustError::KeyNotValid {
                 commit: commit.to_string(),
-                principal: signer.principal(),
-                fingerprint: fingerprint.clone(),
                 reason,
-                file: allowed.path.clone(),
-                line: signer.line,
+                signer: line_of(signer),
             });
             continue;
         }
@@ -741,6 +749,12 @@ pub fn verify_commit_at(
         }));
     };
 
+    if let Some(why) = unsupported_key(signer.key.key_data()) {
+        return Err(TrustError::BadSignature {
+            commit: commit.to_string(),
+            reason: why,
+        });
+    }
     // Checks key and namespace again, hashes `signed_data` with the signature's hash
     // algorithm and verifies the signature over the SSHSIG signed-data blob.
     signer
@@ -755,6 +769,25 @@ pub fn verify_commit_at(
             ),
         })?;
     Ok(signer.principal())
+}
+
+/// Why signatures by `key` cannot be verified by this build, if they cannot.
+fn unsupported_key(key: &ssh_key::public::KeyData) -> Option<String> {
+    use ssh_key::public::KeyData;
+    let supported = match key {
+        KeyData::Ecdsa(k) => k.curve() != ssh_key::EcdsaCurve::NistP521,
+        KeyData::Ed25519(_)
+        | KeyData::Rsa(_)
+        | KeyData::SkEd25519(_)
+        | KeyData::SkEcdsaSha2NistP256(_) => true,
+        _ => false,
+    };
+    (!supported).then(|| {
+        format!(
+            "{} keys are not supported (use ssh-ed25519, ecdsa-sha2-nistp256/384 or rsa)",
+            key.algorithm()
+        )
+    })
 }
 
 /// Decodes an armored SSHSIG, or says why it is not one.
@@ -785,35 +818,6 @@ fn decode_signature(bytes: &[u8]) -> std::result::Result<SshSig, String> {
         .join("\n");
     SshSig::from_pem(normalized.as_bytes())
         .map_err(|e| format!("cannot decode the SSH signature: {e}"))
-}
-
-/// Reads commit `oid` of `repo` and verifies it with [`verify_commit`]; the commit is named by
-/// its full id in errors. A commit that cannot be read is refused as [`TrustError::Malformed`].
-pub fn verify_repo_commit(
-    repo: &git2::Repository,
-    oid: git2::Oid,
-    allowed: &AllowedSigners,
-) -> std::result::Result<String, TrustError> {
-    let commit = oid.to_string();
-    match repo.extract_signature(&oid, None) {
-        Ok((signature, signed_data)) => {
-            verify_commit(&commit, Some(&signature), &signed_data, allowed)
-        }
-        Err(e) if e.code() == git2::ErrorCode::NotFound => {
-            // Unsigned, or no such commit: tell them apart for the message.
-            match repo.find_commit(oid) {
-                Ok(_) => Err(TrustError::Unsigned { commit }),
-                Err(e) => Err(TrustError::Malformed {
-                    reason: format!("cannot read the commit: {}", e.message()),
-                    commit,
-                }),
-            }
-        }
-        Err(e) => Err(TrustError::Malformed {
-            reason: format!("cannot read the commit's signature: {}", e.message()),
-            commit,
-        }),
-    }
 }
 
 #[cfg(test)]
@@ -862,6 +866,11 @@ mod tests {
         /// `ssh-keygen -t <kind>` without passphrase; returns (private key path, public line).
         fn keygen(&self, name: &str, kind: &str) -> (PathBuf, String) {
             let key = self.path(name);
+            let (kind, bits) = match kind {
+                "ecdsa384" => ("ecdsa", Some("384")),
+                "rsa" => ("rsa", Some("2048")),
+                other => (other, None),
+            };
             let mut c = self.cmd("ssh-keygen");
             c.args([
                 "-q",
@@ -874,8 +883,8 @@ mod tests {
                 "-f",
             ])
             .arg(&key);
-            if kind == "rsa" {
-                c.args(["-b", "2048"]);
+            if let Some(bits) = bits {
+                c.args(["-b", bits]);
             }
             self.run(c);
             let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
@@ -985,7 +994,7 @@ mod tests {
         // The same through the repository helper.
         let r = git2::Repository::open(&repo).unwrap();
         assert_eq!(
-            verify_repo_commit(&r, head_oid(&repo), &allowed).unwrap(),
+            crate::git::verify_commit_signature(&r, head_oid(&repo), &allowed).unwrap(),
             "alice@example.com"
         );
 
@@ -1009,7 +1018,7 @@ mod tests {
         );
 
         let r = git2::Repository::open(&repo).unwrap();
-        let err = verify_repo_commit(&r, head_oid(&repo), &allowed).unwrap_err();
+        let err = crate::git::verify_commit_signature(&r, head_oid(&repo), &allowed).unwrap_err();
         assert!(matches!(err, TrustError::Unsigned { .. }), "{err:?}");
     }
 
@@ -1021,7 +1030,6 @@ mod tests {
         let (_repo, sig, data) = s.commit(Some(&alice));
         let allowed = s.allowed(&format!("bob@example.com {bob_public}\n"));
         let err = verify_commit("abc123", sig.as_deref(), &data, &allowed).unwrap_err();
- eprintln!("MSG {err}");
         let fingerprint = s.fingerprint(&alice);
         assert!(fingerprint.starts_with("SHA256:"));
         match &err {
@@ -1091,7 +1099,6 @@ mod tests {
         let pos = data.windows(3).position(|w| w == b"msg").unwrap();
         data[pos] ^= 0x01;
         let err = verify_commit("abc123", sig.as_deref(), &data, &allowed).unwrap_err();
- eprintln!("MSG {err}");
         assert!(matches!(err, TrustError::BadSignature { .. }), "{err:?}");
         assert!(
             err.to_string()
@@ -1153,10 +1160,10 @@ mod tests {
         let allowed = s.allowed(&format!("alice@example.com namespaces=\"file\" {public}\n"));
         let err = verify_commit("abc123", sig, &data, &allowed).unwrap_err();
         assert!(
-            matches!(&err, TrustError::NamespaceNotAllowed { namespaces, line: 1, .. } if namespaces == "file"),
+            matches!(&err, TrustError::NamespaceNotAllowed { namespaces, signer, .. } if namespaces == "file" && signer.line == 1),
             "{err:?}"
         );
-        eprintln!("MSG {err}"); assert!(err.to_string().contains("namespaces=\"file\""), "{err}");
+        assert!(err.to_string().contains("namespaces=\"file\""), "{err}");
 
         for ok in ["git", "file,git", "g*", "NAMESPACES=\"*\""] {
             let opts = if ok.contains('=') {
@@ -1229,13 +1236,15 @@ mod tests {
     }
 
     #[test]
-    fn ecdsa_and_rsa_keys_work() {
-        for kind in ["ecdsa", "rsa"] {
+    fn ecdsa_p256_p384_and_rsa_keys_work() {
+        for kind in ["ecdsa", "ecdsa384", "rsa"] {
             let s = Scratch::new();
             let (key, public) = s.keygen("k", kind);
             let (_repo, sig, data) = s.commit(Some(&key));
-            if kind == "ecdsa" {
-                assert!(public.starts_with("ecdsa-sha2-nistp256 "), "{public}");
+            match kind {
+                "ecdsa" => assert!(public.starts_with("ecdsa-sha2-nistp256 "), "{public}"),
+                "ecdsa384" => assert!(public.starts_with("ecdsa-sha2-nistp384 "), "{public}"),
+                _ => assert!(public.starts_with("ssh-rsa "), "{public}"),
             }
             let allowed = s.allowed(&format!("k@example.com {public}\n"));
             assert_eq!(
@@ -1250,6 +1259,26 @@ mod tests {
                 Err(TrustError::BadSignature { .. })
             ));
         }
+    }
+
+    #[test]
+    fn unsupported_key_types_are_refused_clearly() {
+        let s = Scratch::new();
+        let mut c = s.cmd("ssh-keygen");
+        c.args(["-q", "-t", "ecdsa", "-b", "521", "-N", "", "-f"])
+            .arg(s.path("big"));
+        s.run(c);
+        let big = s.path("big");
+        let public = std::fs::read_to_string(big.with_extension("pub")).unwrap();
+        let (_repo, sig, data) = s.commit(Some(&big));
+        let allowed = s.allowed(&format!("big@example.com {public}"));
+        let err = verify_commit("abc123", sig.as_deref(), &data, &allowed).unwrap_err();
+        assert!(matches!(err, TrustError::BadSignature { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("ecdsa-sha2-nistp521 keys are not supported"),
+            "{err}"
+        );
     }
 
     const ED: &str =
@@ -1305,7 +1334,9 @@ mod tests {
     fn bad_allowed_signers_lines_name_file_and_line() {
         let cases: &[(&str, &str)] = &[
             ("a@x\n", "missing key"),
-            (&format!("{ED}\n"), "principals"),
+            (&format!("{ED}\n"), "missing principals field"),
+            (&format!("{ED} comment\n"), "missing principals field"),
+            (&format!("{ED}==\n"), "missing principals field"),
             (
                 "a@x ssh-ed25519 AAAAnotakey\n",
                 "invalid ssh-ed25519 public key",
