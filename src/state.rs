@@ -24,7 +24,7 @@ pub struct ModuleState {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct State {
-    /// The last commit whose modules were all applied (the rewind check's anchor).
+    /// The commit the last sync applied from, even partly (the rewind check's anchor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_commit: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
