@@ -335,13 +335,14 @@ fn fetch_and_reset(
     };
 
     let tracking = format!("refs/remotes/{REMOTE}/{branch}");
-    let have_tip = repo.find_commit(tip).is_ok();
-    let fetched = !have_tip;
-    if !have_tip {
-        let refspec = format!("+refs/heads/{branch}:{tracking}");
+    let refspec = format!("+refs/heads/{branch}:{tracking}");
+    let fetch = |remote: &mut git2::Remote<'_>, depth: i32| {
         let mut fo = FetchOptions::new();
         fo.remote_callbacks(callbacks(opts.progress));
         fo.download_tags(AutotagOption::None);
+        if depth > 0 {
+            fo.depth(depth);
+        }
         remote
             .fetch(&[&refspec], Some(&mut fo), Some("updater: fetch"))
             .map_err(|e| {
@@ -351,9 +352,43 @@ fn fetch_and_reset(
                 } else {
                     SyncFailure::Local(anyhow!(e).context(what))
                 }
-            })?;
+            })
+    };
+    let have_tip = repo.find_commit(tip).is_ok();
+    let fetched = !have_tip;
+    if !have_tip {
+        // A first clone over the network is shallow: only the tip's objects are transferred.
+        // Later fetches negotiate from what is here, so they transfer only new objects.
+        let fresh = repo.head().is_err();
+        let depth = if fresh && supports_shallow(url) { 1 } else { 0 };
+        fetch(&mut remote, depth)?;
     }
-    check_trust(repo, tip, &opts.trust).map_err(SyncFailure::Remote)?;
+    if let Some(sig) = &opts.trust.allowed_signers {
+        check_signature(repo, tip, &opts.trust, sig).map_err(SyncFailure::Remote)?;
+    }
+    if let (Some(last), false) = (&opts.trust.last_applied, opts.trust.allow_rewind) {
+        let last = Oid::from_str(last).map_err(|e| {
+            SyncFailure::Local(anyhow!(e).context(format!("bad last applied commit id {last}")))
+        })?;
+        // In a shallow clone the last applied commit may lie beyond the boundary: deepen
+        // until it is found or the history is complete.
+        let mut deepen = [64, 4096, i32::MAX].into_iter();
+        loop {
+            match descends_from(repo, tip, last).map_err(SyncFailure::Local)? {
+                true => break,
+                false if repo.is_shallow() => {
+                    match deepen.next() {
+                        Some(depth) => {
+                            log::debug!("deepening the shallow clone to {depth} commits for the rewind check");
+                            fetch(&mut remote, depth)?;
+                        }
+                        None => return Err(SyncFailure::Remote(rewind_error(tip, last))),
+                    }
+                }
+                false => return Err(SyncFailure::Remote(rewind_error(tip, last))),
+            }
+        }
+    }
     reset_to(repo, &branch, &tracking, tip).map_err(|e| {
         SyncFailure::Local(e.context(format!("resetting {} to {tip}", local.display())))
     })?;
@@ -366,42 +401,52 @@ fn fetch_and_reset(
     })
 }
 
-/// Refuses a new tip that is not signed by an allowed signer (when required) or that does not
-/// descend from the last applied commit (unless rewinds are allowed). Runs before the work tree
-/// moves, so a refused commit changes nothing.
-fn check_trust(repo: &Repository, tip: Oid, policy: &TrustPolicy) -> Result<()> {
-    let last = match &policy.last_applied {
-        Some(l) => {
-            Some(Oid::from_str(l).with_context(|| format!("bad last applied commit id {l}"))?)
-        }
-        None => None,
-    };
-    if last == Some(tip) {
+/// Whether the transport can serve a shallow fetch (libgit2 cannot for local paths).
+fn supports_shallow(url: &str) -> bool {
+    ["git://", "http://", "https://", "ssh://"]
+        .iter()
+        .any(|p| url.starts_with(p))
+        || is_scp_like(url)
+}
+
+/// Refuses a new tip that is not signed by an allowed signer. Runs before the work tree moves,
+/// so a refused commit changes nothing.
+fn check_signature(
+    repo: &Repository,
+    tip: Oid,
+    policy: &TrustPolicy,
+    allowed: &AllowedSigners,
+) -> Result<()> {
+    if policy.last_applied.as_deref() == Some(tip.to_string().as_str()) {
         return Ok(()); // nothing new
     }
-    if let Some(allowed) = &policy.allowed_signers {
-        let principal = verify_commit_signature(repo, tip, allowed)
-            .map_err(|e| anyhow!(e).context(format!("refusing commit {tip} (signature check)")))?;
-        log::info!("Commit {tip} is signed by {principal}");
-    }
-    if let (Some(last), false) = (last, policy.allow_rewind) {
-        let descends = match repo.graph_descendant_of(tip, last) {
-            Ok(d) => d,
-            // The last applied commit is not in this history at all.
-            Err(e) if e.code() == git2::ErrorCode::NotFound => false,
-            Err(e) => {
-                return Err(anyhow!(e).context("comparing the new tip with the last applied commit"))
-            }
-        };
-        if !descends {
-            bail!(
-                "refusing commit {tip} (rewind check): it does not descend from {last}, the last \
-                 commit this machine applied; the branch was rewound or rewritten (pass \
-                 --allow-rewind to accept it)"
-            );
-        }
-    }
+    let principal = verify_commit_signature(repo, tip, allowed)
+        .map_err(|e| anyhow!(e).context(format!("refusing commit {tip} (signature check)")))?;
+    log::info!("Commit {tip} is signed by {principal}");
     Ok(())
+}
+
+/// Whether `tip` is `last` or descends from it, in the history present in the clone.
+fn descends_from(repo: &Repository, tip: Oid, last: Oid) -> Result<bool> {
+    if tip == last {
+        return Ok(true);
+    }
+    match repo.graph_descendant_of(tip, last) {
+        Ok(d) => Ok(d),
+        // The walk met a commit that is not here (the last applied one, or a parent beyond a
+        // shallow boundary): the last applied commit is not in the history we have.
+        Err(e) if e.code() == git2::ErrorCode::NotFound || e.class() == ErrorClass::Odb => {
+            Ok(false)
+        }
+        Err(e) => Err(anyhow!(e).context("comparing the new tip with the last applied commit")),
+    }
+}
+
+fn rewind_error(tip: Oid, last: Oid) -> anyhow::Error {
+    anyhow!(
+        "refusing commit {tip} (rewind check): it does not descend from {last}, the last commit \
+         this machine applied; the branch was rewound or rewritten (pass --allow-rewind to accept it)"
+    )
 }
 
 /// Reads commit `oid` and verifies its SSH signature with [`trust::verify_commit`]; the commit is
