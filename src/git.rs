@@ -75,6 +75,9 @@ pub fn normalize_url(url: &str) -> String {
 
 /// `user@host:path` (scp-like ssh syntax): a colon before any slash.
 fn is_scp_like(url: &str) -> bool {
+    if url.contains("://") {
+        return false;
+    }
     match (url.find(':'), url.find('/')) {
         (Some(c), Some(s)) => c < s && c > 0,
         (Some(c), None) => c > 0,
@@ -562,6 +565,11 @@ mod tests {
         assert!(is_scp_like("git@github.com:org/repo.git"));
         assert!(!is_scp_like("./repo"));
         assert!(!is_scp_like("/srv/repo"));
+        assert!(!is_scp_like("file:///srv/repo"));
+        assert!(!supports_shallow("file:///srv/repo"));
+        assert!(!supports_shallow("/srv/repo"));
+        assert!(supports_shallow("git@host:org/repo.git"));
+        assert!(supports_shallow("https://host/repo.git"));
         assert_eq!(normalize_url("https://x/y.git"), "https://x/y.git");
         assert_eq!(normalize_url("/abs/path"), "/abs/path");
         assert!(Path::new(&normalize_url("rel/path")).is_absolute());
