@@ -152,19 +152,10 @@ fn scan(dir: &Path, check_trees: bool) -> Result<Side> {
             continue;
         }
         let result = (|| -> Result<ModuleIndex> {
-            if check_trees {
-                module::check_tree(&path)?;
+            if check_trees && !meta.as_ref().map(|m| m.is_dir()).unwrap_or(false) {
+                anyhow::bail!("{} is not a directory (a symlink?)", path.display());
             }
-            let index = ModuleIndex::load(&path)?;
-            if check_trees {
-                if let Some(e) = &index.entry {
-                    module::check_declared_file(&path, "entry", e)?;
-                }
-                if let Some(h) = &index.health {
-                    module::check_declared_file(&path, "health", h)?;
-                }
-            }
-            Ok(index)
+            ModuleIndex::load(&path)
         })()
         .map_err(|e| format!("{e:#}"));
         if let Ok(index) = &result {
@@ -238,7 +229,17 @@ pub fn plan_with(
             repo_index: r.and_then(|x| x.as_ref().ok()).cloned(),
             installed_index: i.and_then(|x| x.as_ref().ok()).cloned(),
         };
-        let (decision, action, error) = decide(r, i, dep_errors.get(name.as_str()), opts);
+        let (mut decision, mut action, mut error) =
+            decide(r, i, dep_errors.get(name.as_str()), opts);
+        // The whole tree is validated only for modules that would be copied and run: that is
+        // where an escaping symlink or a missing entry could do harm, and it keeps a no-op
+        // check from walking every file of every module.
+        if action == Action::Install {
+            if let Err(e) = check_installable(&repo_modules.join(name), row.repo_index.as_ref()) {
+                (decision, action, error) =
+                    (Decision::Invalid, Action::Nothing, Some(format!("{e:#}")));
+            }
+        }
         row.decision = decision;
         row.action = action;
         row.error = error;
@@ -259,6 +260,20 @@ pub fn plan_with(
     }
     plan.modules.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(plan)
+}
+
+/// The deep checks a module must pass before it is copied and run.
+fn check_installable(dir: &Path, index: Option<&ModuleIndex>) -> Result<()> {
+    module::check_tree(dir)?;
+    if let Some(index) = index {
+        if let Some(e) = &index.entry {
+            module::check_declared_file(dir, "entry", e)?;
+        }
+        if let Some(h) = &index.health {
+            module::check_declared_file(dir, "health", h)?;
+        }
+    }
+    Ok(())
 }
 
 type Scanned = std::result::Result<ModuleIndex, String>;
