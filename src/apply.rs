@@ -68,6 +68,13 @@ pub fn apply(
         }
     };
     let work = |name: &str| -> Outcome {
+        if crate::signals::stop_requested() {
+            return Outcome {
+                result: "skipped",
+                error: Some("the run was asked to stop (SIGTERM/SIGINT) before it started".into()),
+                duration_ms: None,
+            };
+        }
         match plan.get(name) {
             Some(m) => install_one(layout, &journal, m, opts),
             None => Outcome {

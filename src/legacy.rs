@@ -442,6 +442,12 @@ fn run_job(ctx: &RunContext, job: &Job) -> ChildReport {
             }
         }
     }
+    if crate::signals::stop_requested() {
+        return finish(
+            LegacyResult::Failed,
+            Some("the run was asked to stop (SIGTERM/SIGINT) before it started".into()),
+        );
+    }
     let (declared, timeout) = module_settings(&job.dir);
     let program = match runner::resolve_entry(&job.dir, declared.as_deref()) {
         Ok(Some(program)) => program,

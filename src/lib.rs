@@ -27,6 +27,7 @@ pub mod recover;
 pub mod report;
 pub mod runner;
 pub mod schedule;
+pub mod signals;
 pub mod snapshot;
 pub mod state;
 pub mod transaction;
@@ -68,6 +69,9 @@ impl ExitStatus {
 /// the metrics are written after check, sync and legacy, whatever their outcome.
 pub fn run(cfg: &Config) -> Result<ExitStatus> {
     logging::init(cfg.verbosity, cfg.json);
+    if matches!(cfg.command, Command::Sync | Command::Legacy) {
+        signals::install()?;
+    }
     let started = std::time::Instant::now();
     let result = dispatch(cfg);
     if let Some(path) = &cfg.metrics_file {
