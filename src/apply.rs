@@ -26,6 +26,36 @@ pub struct ApplyOptions {
     pub jobs: usize,
     /// Python interpreter for `index.py` modules.
     pub python: PathBuf,
+    /// Show which modules are running (on a terminal, for people).
+    pub progress: bool,
+}
+
+/// Which modules are running, for people watching a terminal (stderr).
+struct Progress {
+    enabled: bool,
+    total: usize,
+    state: std::sync::Mutex<(usize, Vec<String>)>,
+}
+
+impl Progress {
+    fn update(&self, name: &str, started: bool) {
+        if !self.enabled {
+            return;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if started {
+            st.1.push(name.to_string());
+        } else {
+            st.1.retain(|n| n != name);
+            st.0 += 1;
+        }
+        let running = if st.1.is_empty() {
+            "-".to_string()
+        } else {
+            st.1.join(", ")
+        };
+        eprintln!("[{}/{}] running: {running}", st.0, self.total);
+    }
 }
 
 /// The interpreter for `main(args)` modules: `$UPDATER_PYTHON`, else `python3` on PATH.
@@ -67,6 +97,11 @@ pub fn apply(
             _ => Err(format!("dependency {dep} is not installed")),
         }
     };
+    let progress = Progress {
+        enabled: opts.progress,
+        total: nodes.len(),
+        state: std::sync::Mutex::new((0, Vec::new())),
+    };
     let work = |name: &str| -> Outcome {
         if crate::signals::stop_requested() {
             return Outcome {
@@ -76,7 +111,12 @@ pub fn apply(
             };
         }
         match plan.get(name) {
-            Some(m) => install_one(layout, &journal, m, opts),
+            Some(m) => {
+                progress.update(name, true);
+                let o = install_one(layout, &journal, m, opts);
+                progress.update(name, false);
+                o
+            }
             None => Outcome {
                 result: "skipped",
                 error: Some("not in the plan".into()),

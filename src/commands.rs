@@ -79,6 +79,13 @@ fn refuse_unsafe_permissions(cfg: &Config, layout: &Layout) -> Result<()> {
     Ok(())
 }
 
+/// Progress is for people: only on a terminal, never under `--json` or `-q`.
+fn show_progress(cfg: &Config) -> bool {
+    !cfg.json
+        && cfg.verbosity != crate::config::Verbosity::Quiet
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
 /// Syncs the clone from the configured source and plans.
 fn sync_and_plan(
     cfg: &Config,
@@ -99,9 +106,7 @@ fn sync_and_plan(
         .local_repo
         .clone()
         .unwrap_or_else(|| layout.default_clone());
-    let progress = !cfg.json
-        && cfg.verbosity != crate::config::Verbosity::Quiet
-        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = show_progress(cfg);
     let require_signed = cfg.require_signed || installed.is_some_and(|i| i.require_signed());
     let allowed_signers = if require_signed {
         let path = cfg
@@ -187,6 +192,7 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     let opts = ApplyOptions {
         jobs: cfg.jobs,
         python: apply::default_python(),
+        progress: show_progress(cfg),
     };
     let outcomes = apply::apply(layout, &plan, &opts)?;
 
