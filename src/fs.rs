@@ -278,11 +278,9 @@ impl RunLock {
         };
         if let Err(e) = flock(&file, op) {
             if e == rustix::io::Errno::WOULDBLOCK {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
                 return Err(LockHeld {
                     path: path.to_path_buf(),
-                    pid: text.trim().parse().ok(),
+                    pid: holder_pid(&mut file),
                 }
                 .into());
             }
@@ -300,6 +298,27 @@ impl RunLock {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// The PID written in a held lock file. The holder writes it just after taking the lock, so a
+/// run refused in between may read an empty file or a dead run's PID: re-read for a moment until
+/// it names a live process.
+fn holder_pid(file: &mut File) -> Option<u32> {
+    use std::io::Seek;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(300);
+    loop {
+        let mut text = String::new();
+        let _ = file.rewind();
+        let _ = file.read_to_string(&mut text);
+        let pid: Option<u32> = text.trim().parse().ok();
+        let alive = pid
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+            .is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
+        if alive || std::time::Instant::now() >= deadline {
+            return if alive { pid } else { None };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

@@ -119,7 +119,12 @@ impl Journal {
 
 /// Parses journal text; public for the property tests.
 fn parse(text: &str) -> Result<Doc> {
-    Ok(serde_json::from_str(text)?)
+    let doc: Doc = serde_json::from_str(text)?;
+    // Names become paths during repair: anything but a module name is refused.
+    if let Some(bad) = doc.modules.keys().find(|n| !crate::module::valid_name(n)) {
+        anyhow::bail!("{bad:?} is not a module name");
+    }
+    Ok(doc)
 }
 
 /// Whether `text` is a readable journal (for `doctor` and the parser tests).
@@ -147,6 +152,22 @@ mod tests {
         assert_eq!(Journal::load(&p).unwrap().entries()["m"], e);
         j.remove("m").unwrap();
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn journal_names_that_are_paths_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal.json");
+        std::fs::write(
+            &p,
+            r#"{"modules":{"../../victim":{"step":"staging","version":"1.0.0","had_old":true}}}"#,
+        )
+        .unwrap();
+        let e = format!("{:#}", Journal::load(&p).unwrap_err());
+        assert!(
+            e.contains("journal.json") && e.contains("not a module name"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl State {
             }
             other => other.with_context(|| format!("reading {}", path.display()))?,
         };
-        let mut state: State = serde_json::from_str(&text).with_context(|| {
+        let mut state = parse(&text).with_context(|| {
             format!(
                 "{} is not a valid state file (remove it to start afresh)",
                 path.display()
@@ -80,6 +80,22 @@ impl State {
     }
 }
 
+/// Parses state text: an object whose `last_commit`, if any, is a commit id.
+fn parse(text: &str) -> Result<State> {
+    let value: serde_json::Value = serde_json::from_str(text)?;
+    if !value.is_object() {
+        anyhow::bail!("expected a JSON object");
+    }
+    let state: State = serde_json::from_value(value)?;
+    if let Some(c) = &state.last_commit {
+        let hex = c.len() == 40 || c.len() == 64;
+        if !hex || !c.bytes().all(|b| b.is_ascii_hexdigit()) {
+            anyhow::bail!("last_commit {c:?} is not a commit id");
+        }
+    }
+    Ok(state)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,12 +105,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("state.json");
         let mut s = State::load(&p).unwrap();
-        s.last_commit = Some("abc".into());
+        s.last_commit = Some("ab".repeat(20));
         s.record("m", "applied", Some("1.0.0"), None);
         s.save().unwrap();
         let back = State::load(&p).unwrap();
         assert_eq!(back.modules["m"].result, "applied");
-        assert_eq!(back.last_commit.as_deref(), Some("abc"));
+        assert_eq!(back.last_commit, Some("ab".repeat(20)));
+        for bad in ["[\"zz\"]", "{\"last_commit\": \"zz\"}"] {
+            std::fs::write(&p, bad).unwrap();
+            let e = format!("{:#}", State::load(&p).unwrap_err());
+            assert!(e.contains("state.json"), "{e}");
+        }
         std::fs::write(&p, "{\"modules\": 3").unwrap();
         let e = format!("{:#}", State::load(&p).unwrap_err());
         assert!(e.contains("state.json"), "{e}");
