@@ -200,7 +200,14 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
         Some(i) => i,
         None => GlobalIndex::empty(&layout.index()),
     };
-    match GlobalIndex::load(&synced.path.join("index.json")) {
+    let repo_index_path = synced.path.join("index.json");
+    let repo_index = if std::fs::symlink_metadata(&repo_index_path).is_ok_and(|m| m.is_symlink()) {
+        log::warn!("ignoring {}: it is a symlink", repo_index_path.display());
+        Ok(None)
+    } else {
+        GlobalIndex::load(&repo_index_path)
+    };
+    match repo_index {
         Ok(Some(repo_index)) => index.merge_metadata_from(&repo_index),
         Ok(None) => {}
         Err(e) => log::warn!("ignoring the repository's global index: {e:#}"),

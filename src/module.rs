@@ -213,7 +213,8 @@ pub fn check_tree(module_dir: &Path) -> Result<()> {
             if ft.is_symlink() {
                 let target = std::fs::read_link(&path)
                     .with_context(|| format!("reading symlink {}", path.display()))?;
-                if !link_stays_inside(&rel, &target) {
+                if !link_stays_inside(&rel, &target) || !resolves_inside(module_dir, &rel, &target)
+                {
                     bail!(
                         "symlink {} points outside the module (to {})",
                         path.display(),
@@ -248,6 +249,76 @@ fn link_stays_inside(link_dir: &Path, target: &Path) -> bool {
             }
             Component::CurDir => {}
             Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+/// Whether a symlink in `link_dir` (relative to the module root) with `target` resolves inside
+/// the module when the kernel follows it: each component is looked up in the real tree and
+/// symlinks met on the way are expanded (at most 40 of them), so a chain such as `s -> .` with
+/// `t -> s/s/../..` is caught. Components that do not exist are taken lexically (nothing below
+/// them can be a symlink).
+fn resolves_inside(root: &Path, link_dir: &Path, target: &Path) -> bool {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    enum Part {
+        Up,
+        Name(OsString),
+    }
+    fn parts(p: &Path) -> Option<Vec<Part>> {
+        let mut out = Vec::new();
+        for c in p.components() {
+            match c {
+                Component::Normal(n) => out.push(Part::Name(n.to_os_string())),
+                Component::ParentDir => out.push(Part::Up),
+                Component::CurDir => {}
+                Component::RootDir | Component::Prefix(_) => return None,
+            }
+        }
+        Some(out)
+    }
+    let mut stack: Vec<OsString> = link_dir
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            _ => None,
+        })
+        .collect();
+    let Some(first) = parts(target) else {
+        return false;
+    };
+    let mut pending: VecDeque<Part> = first.into();
+    let mut hops = 0;
+    while let Some(part) = pending.pop_front() {
+        match part {
+            Part::Up => {
+                if stack.pop().is_none() {
+                    return false;
+                }
+            }
+            Part::Name(n) => {
+                let here: PathBuf = stack.iter().collect::<PathBuf>().join(&n);
+                let full = root.join(&here);
+                match std::fs::symlink_metadata(&full) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        hops += 1;
+                        let Ok(t) = std::fs::read_link(&full) else {
+                            return false;
+                        };
+                        let Some(expanded) = parts(&t) else {
+                            return false;
+                        };
+                        if hops > 40 {
+                            return false;
+                        }
+                        for p in expanded.into_iter().rev() {
+                            pending.push_front(p);
+                        }
+                    }
+                    _ => stack.push(n),
+                }
+            }
         }
     }
     true
@@ -365,6 +436,24 @@ mod tests {
         assert!(e.contains("points outside"), "{e}");
         std::fs::remove_file(m.join("sub/bad")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", m.join("abs")).unwrap();
+        assert!(check_tree(&m).is_err());
+    }
+
+    #[test]
+    fn symlink_chains_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("m");
+        std::fs::create_dir_all(m.join("d")).unwrap();
+        std::os::unix::fs::symlink(".", m.join("s")).unwrap();
+        std::os::unix::fs::symlink("s/s/d/../d", m.join("ok")).unwrap();
+        check_tree(&m).unwrap();
+        std::os::unix::fs::symlink("s/s/s/s/../../../../x", m.join("t")).unwrap();
+        let e = format!("{:#}", check_tree(&m).unwrap_err());
+        assert!(e.contains("points outside"), "{e}");
+        std::fs::remove_file(m.join("t")).unwrap();
+        // a loop is refused, not followed forever
+        std::os::unix::fs::symlink("loop2", m.join("loop1")).unwrap();
+        std::os::unix::fs::symlink("loop1/x", m.join("loop2")).unwrap();
         assert!(check_tree(&m).is_err());
     }
 

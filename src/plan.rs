@@ -181,6 +181,16 @@ pub fn plan_with(
     overrides: &BTreeMap<String, Option<PathBuf>>,
     opts: PlanOptions,
 ) -> Result<Plan> {
+    if fs::exists_no_follow(repo_modules)
+        && !std::fs::symlink_metadata(repo_modules)
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+    {
+        anyhow::bail!(
+            "{} is not a directory (a symlink?); refusing to read modules through it",
+            repo_modules.display()
+        );
+    }
     let repo = scan(repo_modules, true)?;
     let mut installed = scan(installed_modules, false)?;
     for (name, at) in overrides {
