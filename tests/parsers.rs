@@ -585,6 +585,53 @@ fn valid_journal_docs() -> Vec<String> {
     ]
 }
 
+/// The legacy manifest parser (SPEC §6): mutations of valid manifests and awkward field values.
+fn fuzz_manifest(rng: &mut Rng, f: &mut Fuzz) {
+    let path = Path::new("/fuzz/root/manifest.json");
+    let seeds = [
+        json!({ "entrypoint": "all_services", "updates": [
+            { "name": "adblock", "version": "1.0.0", "lastSafeVersion": "1.0.0",
+              "checksum": format!("sha256:{}", "ab".repeat(32)), "lastApplied": "2024-06-10T15:23:00Z",
+              "enabled": true, "description": "x", "args": ["--verify"] },
+            { "name": "all_services", "enabled": true, "children": ["adblock", "gogs"] } ] })
+        .to_string(),
+        json!({ "updates": [ { "name": "all_services", "children": [] } ] }).to_string(),
+    ];
+    for s in &seeds {
+        let s = s.clone();
+        f.run("Manifest::parse seed", &s, || {
+            updater::legacy::Manifest::parse(path, &s)
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}"))
+        });
+    }
+    for _ in 0..3000 {
+        let seed = rng.pick(&seeds).clone();
+        let text = mutate(rng, &seed);
+        f.run("Manifest::parse", &text, || {
+            match updater::legacy::Manifest::parse(path, &text) {
+                Ok(_) => accepted(),
+                Err(e) if !format!("{e:#}").contains("manifest.json") => {
+                    return Err(format!("error does not name the file: {e:#}"));
+                }
+                Err(_) => {}
+            }
+            Ok(())
+        });
+    }
+    for _ in 0..1000 {
+        let text = json!({ "entrypoint": awkward_value(rng, 1), "updates": [
+            { "name": awkward_value(rng, 1), "enabled": awkward_value(rng, 1),
+              "args": awkward_value(rng, 1), "checksum": awkward_value(rng, 1) },
+            { "name": "all_services", "children": awkward_value(rng, 2) } ] })
+        .to_string();
+        f.run("Manifest::parse (fields)", &text, || {
+            let _ = updater::legacy::Manifest::parse(path, &text);
+            Ok(())
+        });
+    }
+}
+
 fn fuzz_journal(rng: &mut Rng, f: &mut Fuzz) {
     let seeds = valid_journal_docs();
     for (s, n) in seeds.iter().zip([3usize, 0, 0]) {
@@ -718,7 +765,8 @@ fn parsers_never_panic_and_give_sane_results() {
     let mut f = Fuzz::default();
     let mut counts = Vec::new();
     type Section = (&'static str, fn(&mut Rng, &mut Fuzz));
-    let sections: [Section; 6] = [
+    let sections: [Section; 7] = [
+        ("manifest", fuzz_manifest),
         ("version", fuzz_versions),
         ("global_index", fuzz_global_index),
         ("module_index", fuzz_module_index),
