@@ -113,6 +113,14 @@ fn sync_and_plan(
             .allowed_signers
             .clone()
             .unwrap_or_else(|| layout.state_dir().join("allowed_signers"));
+        if fs::is_root() {
+            if let Some(problem) = crate::doctor::unsafe_permissions(&path) {
+                bail!(
+                    "refusing to trust {}: {problem}; other users could add their own key",
+                    path.display()
+                );
+            }
+        }
         Some(crate::trust::AllowedSigners::load(&path)?)
     } else {
         None

@@ -13,6 +13,8 @@ use crate::version::Version;
 
 /// Default `metadata.priority`.
 pub const DEFAULT_PRIORITY: i64 = 100;
+/// The largest module `index.json` read.
+pub const MAX_INDEX_BYTES: u64 = 4 << 20;
 /// Default `metadata.timeout_secs`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
@@ -48,6 +50,19 @@ impl ModuleIndex {
     /// Reads `<module_dir>/index.json`. Every error names the file and the bad value.
     pub fn load(module_dir: &Path) -> Result<ModuleIndex> {
         let path = module_dir.join("index.json");
+        // Never read through a symlink (it could name a fifo or a device and hang the run, or a
+        // file outside the module), and never read an absurdly large file.
+        let meta = std::fs::symlink_metadata(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if !meta.is_file() {
+            bail!(
+                "{} is not a regular file (a symlink, fifo or device?)",
+                path.display()
+            );
+        }
+        if meta.len() > MAX_INDEX_BYTES {
+            bail!("{} is larger than {MAX_INDEX_BYTES} bytes", path.display());
+        }
         let text = fs::read_to_string(&path)?;
         Self::parse(&path, &text)
     }
