@@ -11,27 +11,37 @@
 //! (`runner_shim.py`) that imports the module directory as a package, calls `main`, and reports the
 //! verdict as its last stderr line `UPDATER-RESULT: ok` or `UPDATER-RESULT: fail <reason>`.
 //!
-//! The Python path is confined to the private `run_python_main`: it hands lines to an `Output` and
-//! returns a `Verdict`. A later fork-server (one warm interpreter forking a child per module)
-//! replaces that function's body only: feed the forked child's output to the same `Output`, kill its
-//! process group on timeout, and keep the shim's verdict protocol (`parse_result_line`). The public
-//! interface does not change.
+//! A fresh interpreter costs 30 to 180 ms to start (more behind a pyenv shim), so `main(args)`
+//! modules normally run in a process forked from a warm one: a fork-server per interpreter, started
+//! by the first such run and kept for the life of this process (section "Fork-server" below, and
+//! `runner_forkserver.py`). Each module still gets a process (group) of its own, with the same
+//! working directory, environment, stdin, output handling, timeout and verdict as in a fresh
+//! interpreter; the shim code that imports the module and calls `main` is the same. Whenever the
+//! fork-server cannot take a run before any of the module ran (it cannot start, died, the run's
+//! variables or a version-manager file could make a fresh interpreter differ), the run uses a fresh
+//! interpreter; `UPDATER_NO_FORKSERVER=1` makes every run do so.
 //!
-//! Nothing here touches process-global state: concurrent runs from several threads are independent
-//! (std creates every pipe close-on-exec, so one module's child never holds another's output).
+//! Concurrent runs from several threads are independent (std creates every pipe close-on-exec, so
+//! one module's child never holds another's output); the only process-global state is the set of
+//! fork-servers, which serve concurrent runs.
 
 use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 /// SPEC §5 default timeout of an entry point or health check.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -219,12 +229,17 @@ pub struct RunOutcome {
 /// `Err` means the runner itself could not do its job (log file, threads, waiting), after having
 /// killed and reaped whatever it started.
 pub fn run(spec: &RunSpec) -> Result<RunOutcome> {
+    run_in(&SERVERS, spec)
+}
+
+/// [`run`], with `registry` as the source of fork-servers.
+fn run_in(registry: &Registry, spec: &RunSpec) -> Result<RunOutcome> {
     let output = Arc::new(Output::open(spec.module, spec.log_file)?);
     output.note(&format!("=== {}: {}", spec.module, describe(spec)));
     let started = Instant::now();
     let verdict = match spec.program {
         Program::Executable(path) => run_executable(spec, path, &output),
-        Program::PythonMain(file) => run_python_main(spec, file, &output),
+        Program::PythonMain(file) => run_python_main(registry, spec, file, &output),
     };
     let duration = started.elapsed();
     let verdict = match verdict {
@@ -303,10 +318,14 @@ fn run_executable(spec: &RunSpec, path: &Path, output: &Arc<Output>) -> Result<V
     })
 }
 
-/// Runs `main(args)` of the Python file `file` in a fresh interpreter under the embedded shim.
-///
-/// This is the one function a fork-server would replace (see the module documentation).
-fn run_python_main(spec: &RunSpec, file: &Path, output: &Arc<Output>) -> Result<Verdict> {
+/// Runs `main(args)` of the Python file `file`: in a process forked by the fork-server of
+/// `spec.python` when it can, else in a fresh interpreter. Both end in the same [`Verdict`].
+fn run_python_main(
+    registry: &Registry,
+    spec: &RunSpec,
+    file: &Path,
+    output: &Arc<Output>,
+) -> Result<Verdict> {
     // The shim resolves paths itself, but its working directory is the module directory, so a
     // relative one would be resolved twice.
     let module_dir = std::path::absolute(spec.module_dir).with_context(|| {
@@ -316,6 +335,53 @@ fn run_python_main(spec: &RunSpec, file: &Path, output: &Arc<Output>) -> Result<
         )
     })?;
     let file = module_dir.join(file);
+    if fork_server_wanted() {
+        match server_key(spec, &module_dir) {
+            Err(why) => log::debug!(
+                "[{}] python fork-server not used: {why}; running a fresh interpreter",
+                spec.module
+            ),
+            Ok(key) => match registry.server(&key) {
+                None => log::debug!(
+                    "[{}] no python fork-server for {}; running a fresh interpreter",
+                    spec.module,
+                    spec.python.display()
+                ),
+                Some(server) => match run_forked(&server, spec, &module_dir, &file, output)? {
+                    Forked::Ran(verdict) => {
+                        server.troubles.store(0, Ordering::Relaxed);
+                        note_path(PythonPath::ForkServer);
+                        return Ok(verdict);
+                    }
+                    Forked::Fallback {
+                        why,
+                        server_trouble,
+                    } => {
+                        log::debug!(
+                            "[{}] python fork-server {} not used: {why}; running a fresh \
+                             interpreter",
+                            spec.module,
+                            server.pid
+                        );
+                        if server_trouble {
+                            registry.trouble(&key, &server);
+                        }
+                    }
+                },
+            },
+        }
+    }
+    note_path(PythonPath::Fresh);
+    run_python_fresh(spec, &module_dir, &file, output)
+}
+
+/// Runs `main(args)` of `file` in a fresh interpreter under the embedded shim.
+fn run_python_fresh(
+    spec: &RunSpec,
+    module_dir: &Path,
+    file: &Path,
+    output: &Arc<Output>,
+) -> Result<Verdict> {
     let mut command = Command::new(spec.python);
     // -u: unbuffered, so output is logged as it comes and survives a kill; -B: write no
     // __pycache__ into the installed module.
@@ -324,8 +390,8 @@ fn run_python_main(spec: &RunSpec, file: &Path, output: &Arc<Output>) -> Result<
         .arg("-B")
         .arg("-c")
         .arg(PYTHON_SHIM)
-        .arg(&module_dir)
-        .arg(&file)
+        .arg(module_dir)
+        .arg(file)
         .args(spec.args);
     output.capture_result_line();
     let ended = run_process(spec, command, output)?;
@@ -484,19 +550,27 @@ fn spawn(command: &mut Command) -> io::Result<Child> {
 /// `extra`.
 fn clean_env(command: &mut Command, extra: &[(String, String)]) {
     command.env_clear();
+    command.envs(base_env());
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+}
+
+/// The variables every program gets: the non-empty [`PASSED_ENV`] ones of the caller, and `PATH`
+/// ([`DEFAULT_PATH`] when the caller has none).
+fn base_env() -> Vec<(OsString, OsString)> {
+    let mut env = Vec::new();
     for name in PASSED_ENV {
         if let Some(value) = std::env::var_os(name) {
             if !value.is_empty() {
-                command.env(name, value);
+                env.push((OsString::from(name), value));
             }
         }
     }
     if std::env::var_os("PATH").is_none_or(|path| path.is_empty()) {
-        command.env("PATH", DEFAULT_PATH);
+        env.push((OsString::from("PATH"), OsString::from(DEFAULT_PATH)));
     }
-    for (name, value) in extra {
-        command.env(name, value);
-    }
+    env
 }
 
 /// A started child that is killed (whole process group) and reaped when dropped unreaped.
@@ -756,6 +830,776 @@ fn one_line(text: &str, limit: usize) -> String {
     cut
 }
 
+// ---- Fork-server -----------------------------------------------------------------------------
+//
+// One warm interpreter per (interpreter, parent directory of the module, base environment),
+// started by the first `main(args)` run that can use it and kept for the life of the process. It
+// runs `runner_forkserver.py`, which documents the Python side and the protocol: one unix-socket
+// connection per run, a JSON request line, then "ready" / "go" / "pid N" / "status S".
+//
+// The server keeps module processes forked ahead of their runs (its children, each in a process
+// group of its own). One of them accepts the run's connection, sets itself up as a fresh
+// interpreter would be, and answers "ready"; on "go" it runs the module, and when it ends the
+// server reports its wait status. The runner creates the run's two FIFOs in the server's private
+// (0700) directory and opens their read ends; the module process opens their write ends as its
+// stdout and stderr, so its output goes to the same `Output` as a fresh interpreter's. Until "go"
+// nothing of the module has run: any trouble up to there means a fresh interpreter instead. After
+// it, the run is the fork-server's: the runner enforces the timeout by killing the module
+// process's group, which the server keeps unreaped (waitid WNOWAIT) until the runner closes the
+// connection, so the group id cannot have been reused. If the server dies meanwhile, the run ends
+// when the module's output does, and the shim's verdict line decides.
+//
+// The server exits when this process goes away: its stdout is a pipe whose read end (close-on-exec,
+// so no program started here inherits it) only this process holds, and it polls for that reader to
+// disappear. Module processes close every descriptor they do not need (the listening socket, the
+// server's connections) before the module runs.
+
+/// The Python side of the fork-server.
+const FORK_SERVER: &str = include_str!("runner_forkserver.py");
+
+/// Set to anything but "" or "0", `main(args)` modules always run in a fresh interpreter.
+const NO_FORK_SERVER_VAR: &str = "UPDATER_NO_FORKSERVER";
+
+/// How long a fork-server may take to start (a pyenv shim is slow; a busy machine slower).
+const SERVER_START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long the fork-server may take to answer before the run gives it up.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long to wait for a killed module process's status.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// Most fork-servers started for one key (a dead one is replaced on the next run).
+const MAX_SERVER_STARTS: u32 = 3;
+
+/// Runs in a row that could not use a live fork-server before it is replaced.
+const MAX_TROUBLES: u32 = 3;
+
+/// Most keys with a fork-server; runs beyond use fresh interpreters.
+const MAX_SERVERS: usize = if cfg!(test) { 256 } else { 8 };
+
+/// Longest socket path (`sun_path` holds 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 100;
+
+/// Longest line the fork-server may send.
+const MAX_SERVER_LINE: usize = 4096;
+
+/// Files that make a version manager (pyenv, asdf, mise) pick an interpreter for their directory: a
+/// fresh interpreter started in such a module directory may not be the fork-server's.
+const VERSION_FILES: &[&str] = &[
+    ".python-version",
+    ".tool-versions",
+    ".mise.toml",
+    "mise.toml",
+];
+
+/// Which way a `main(args)` module ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PythonPath {
+    Fresh,
+    ForkServer,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: the way `main(args)` runs on this thread must take (`None`: as in production).
+    static FORCED_PATH: std::cell::Cell<Option<PythonPath>> = const { std::cell::Cell::new(None) };
+    /// Tests: the way the last `main(args)` run on this thread took.
+    static USED_PATH: std::cell::Cell<Option<PythonPath>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether `main(args)` modules should try the fork-server ([`NO_FORK_SERVER_VAR`]).
+fn fork_server_wanted() -> bool {
+    #[cfg(test)]
+    if let Some(path) = FORCED_PATH.with(|forced| forced.get()) {
+        return path == PythonPath::ForkServer;
+    }
+    fork_server_enabled(std::env::var_os(NO_FORK_SERVER_VAR).as_deref())
+}
+
+/// Whether [`NO_FORK_SERVER_VAR`], with this value, leaves the fork-server on.
+fn fork_server_enabled(no_fork_server: Option<&std::ffi::OsStr>) -> bool {
+    no_fork_server.is_none_or(|value| value.is_empty() || value == "0")
+}
+
+fn note_path(path: PythonPath) {
+    #[cfg(test)]
+    USED_PATH.with(|used| used.set(Some(path)));
+    #[cfg(not(test))]
+    let _ = path;
+}
+
+/// What a fork-server is for: runs with equal keys share one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ServerKey {
+    python: PathBuf,
+    /// The server's working directory: the parent of the module directory, so that a launcher that
+    /// looks at its directory and its parents (pyenv's `.python-version`) sees what it would see
+    /// for a fresh interpreter.
+    cwd: PathBuf,
+    /// [`base_env`] when the server started.
+    env: Vec<(OsString, OsString)>,
+}
+
+/// The fork-server key for `spec`, or why this run should use a fresh interpreter.
+fn server_key(spec: &RunSpec, module_dir: &Path) -> std::result::Result<ServerKey, String> {
+    // The server's environment is the base one; a variable of the run's that could change how
+    // the interpreter or its launcher starts would make the forked process differ.
+    if let Some((name, _)) = spec
+        .env
+        .iter()
+        .find(|(name, _)| !name.starts_with("UPDATER_"))
+    {
+        return Err(format!("the variable {name} may change how python starts"));
+    }
+    // A relative path with a directory part is resolved against the working directory, which
+    // differs.
+    if spec.python.is_relative() && spec.python.components().count() > 1 {
+        return Err(format!(
+            "the interpreter {} is a relative path",
+            spec.python.display()
+        ));
+    }
+    if !module_dir.is_dir() {
+        return Err(format!("{} is not a directory", module_dir.display()));
+    }
+    if let Some(name) = VERSION_FILES
+        .iter()
+        .find(|name| module_dir.join(name).exists())
+    {
+        return Err(format!("the module has a {name} file"));
+    }
+    let Some(cwd) = module_dir.parent() else {
+        return Err(format!("{} has no parent", module_dir.display()));
+    };
+    Ok(ServerKey {
+        python: spec.python.to_path_buf(),
+        cwd: cwd.to_path_buf(),
+        env: base_env(),
+    })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its data consistent: a panic elsewhere changes nothing.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The process-wide fork-servers.
+static SERVERS: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+/// Fork-servers by key, each started lazily by the first run that wants it.
+struct Registry {
+    slots: Mutex<HashMap<ServerKey, Arc<Mutex<Slot>>>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    server: Option<Arc<ForkServer>>,
+    starts: u32,
+    /// A start failed: this key uses fresh interpreters from now on.
+    broken: bool,
+}
+
+impl Registry {
+    fn new() -> Self {
+        Registry {
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The live server for `key`, started if needed; `None` when there is none to be had.
+    fn server(&self, key: &ServerKey) -> Option<Arc<ForkServer>> {
+        let slot = {
+            let mut slots = lock(&self.slots);
+            if !slots.contains_key(key) && slots.len() >= MAX_SERVERS {
+                return None;
+            }
+            Arc::clone(slots.entry(key.clone()).or_default())
+        };
+        // Held while the server starts: the other runs for this key wait for it, not start their own.
+        let mut slot = lock(&slot);
+        if let Some(server) = &slot.server {
+            return Some(Arc::clone(server));
+        }
+        if slot.broken || slot.starts >= MAX_SERVER_STARTS {
+            return None;
+        }
+        slot.starts += 1;
+        match ForkServer::start(key) {
+            Ok(server) => {
+                log::debug!(
+                    "python fork-server {} started for {} in {}",
+                    server.pid,
+                    key.python.display(),
+                    key.cwd.display()
+                );
+                let server = Arc::new(server);
+                slot.server = Some(Arc::clone(&server));
+                Some(server)
+            }
+            Err(err) => {
+                log::debug!(
+                    "cannot start a python fork-server with {}: {err:#}; main(args) modules \
+                     run in fresh interpreters",
+                    key.python.display()
+                );
+                slot.broken = true;
+                None
+            }
+        }
+    }
+
+    /// A run could not use `server`: when it is dead, or failed [`MAX_TROUBLES`] runs in a row,
+    /// forget it, so that the next run starts another. Runs still using it keep it until they end.
+    fn trouble(&self, key: &ServerKey, server: &Arc<ForkServer>) {
+        let troubles = server.troubles.fetch_add(1, Ordering::Relaxed) + 1;
+        if !server.exited() && troubles < MAX_TROUBLES {
+            return;
+        }
+        let Some(slot) = lock(&self.slots).get(key).map(Arc::clone) else {
+            return;
+        };
+        let mut slot = lock(&slot);
+        if slot
+            .server
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, server))
+        {
+            log::debug!("python fork-server {} retired", server.pid);
+            slot.server = None;
+        }
+    }
+
+    #[cfg(test)]
+    fn server_pids(&self) -> Vec<u32> {
+        let slots: Vec<_> = lock(&self.slots).values().map(Arc::clone).collect();
+        slots
+            .iter()
+            .filter_map(|slot| lock(slot).server.as_ref().map(|server| server.pid))
+            .collect()
+    }
+}
+
+/// A running fork-server.
+struct ForkServer {
+    process: Mutex<Child>,
+    pid: u32,
+    /// The read end of the server's stdout, not read after "ready": closing it tells the server
+    /// to exit.
+    stdout: Mutex<Option<BufReader<ChildStdout>>>,
+    /// Private (0700): the socket and the runs' FIFOs.
+    dir: TempDir,
+    socket: PathBuf,
+    next_run: AtomicU64,
+    /// Runs in a row that could not use it.
+    troubles: AtomicU32,
+}
+
+impl ForkServer {
+    fn start(key: &ServerKey) -> Result<ForkServer> {
+        let dir = tempfile::Builder::new()
+            .prefix("updater-py-")
+            .tempdir()
+            .context("cannot create its directory")?;
+        let socket = dir.path().join("s");
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            bail!("socket path {} is too long", socket.display());
+        }
+        let mut base = serde_json::Map::new();
+        for (name, value) in &key.env {
+            let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
+                bail!("variable {} is not UTF-8", name.to_string_lossy());
+            };
+            base.insert(
+                name.to_string(),
+                serde_json::Value::String(value.to_string()),
+            );
+        }
+        let mut command = Command::new(&key.python);
+        command
+            .arg("-u")
+            .arg("-B")
+            .arg("-c")
+            .arg(FORK_SERVER)
+            .arg(PYTHON_SHIM)
+            .arg(&socket)
+            .arg(serde_json::Value::Object(base).to_string())
+            .current_dir(&key.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Not in this process's group: a terminal's Ctrl-C is for updater, which lets running
+            // modules finish.
+            .process_group(0)
+            .env_clear()
+            .envs(key.env.iter().map(|(name, value)| (name, value)));
+        let mut child = spawn(&mut command)
+            .map_err(|err| anyhow::anyhow!("cannot start it: {}", io_message(&err)))?;
+        let pid = child.id();
+        match Self::handshake(&mut child, pid) {
+            Ok(stdout) => Ok(ForkServer {
+                process: Mutex::new(child),
+                pid,
+                stdout: Mutex::new(Some(stdout)),
+                dir,
+                socket,
+                next_run: AtomicU64::new(0),
+                troubles: AtomicU32::new(0),
+            }),
+            Err(err) => {
+                // Its module processes go with it (they wait on its stdout or on it).
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(err)
+            }
+        }
+    }
+
+    /// Waits for the server's "ready"; returns its stdout, to keep open.
+    fn handshake(child: &mut Child, pid: u32) -> Result<BufReader<ChildStdout>> {
+        let stdout = child.stdout.take().context("its stdout is not piped")?;
+        let stderr = child.stderr.take().context("its stderr is not piped")?;
+        thread::Builder::new()
+            .name("forkserver-stderr".to_string())
+            .spawn(move || {
+                // The server's own complaints (module output has its FIFOs).
+                for line in BufReader::new(stderr).split(b'\n') {
+                    match line {
+                        Ok(line) => {
+                            log::debug!(
+                                "python fork-server {pid}: {}",
+                                String::from_utf8_lossy(&line)
+                            )
+                        }
+                        Err(_) => break,
+                    }
+                }
+            })
+            .context("cannot start its stderr reader thread")?;
+        let (tx, rx) = mpsc::channel();
+        thread::Builder::new()
+            .name("forkserver-start".to_string())
+            .spawn(move || {
+                let mut reader = BufReader::new(stdout);
+                let mut line = String::new();
+                let read = reader.read_line(&mut line);
+                let _ = tx.send((read.map(|_| line), reader));
+            })
+            .context("cannot start its stdout reader thread")?;
+        match rx.recv_timeout(SERVER_START_TIMEOUT) {
+            Ok((Ok(line), reader)) if line == "ready\n" => Ok(reader),
+            Ok((Ok(line), _)) if line.is_empty() => {
+                let status = child.wait().map(status_reason).unwrap_or_default();
+                bail!(
+                    "it ended before it was ready ({status}; its stderr is logged at debug level)"
+                )
+            }
+            Ok((Ok(line), _)) => bail!("it said {:?} instead of ready", one_line(&line, 80)),
+            Ok((Err(err), _)) => bail!("cannot read its stdout: {err}"),
+            Err(_) => bail!("not ready after {}", short_duration(SERVER_START_TIMEOUT)),
+        }
+    }
+
+    /// Whether the server process has ended.
+    fn exited(&self) -> bool {
+        !matches!(lock(&self.process).try_wait(), Ok(None))
+    }
+
+    /// What this process's descriptor on the server's stdout pipe is (`pipe:[N]`).
+    #[cfg(test)]
+    fn pipes(&self) -> Vec<String> {
+        use std::os::fd::AsRawFd;
+        let mut fds = Vec::new();
+        if let Some(stdout) = lock(&self.stdout).as_ref() {
+            fds.push(stdout.get_ref().as_raw_fd());
+        }
+        fds.iter()
+            .filter_map(|fd| fs::read_link(format!("/proc/self/fd/{fd}")).ok())
+            .map(|link| link.display().to_string())
+            .collect()
+    }
+
+    /// Closes the server's stdout, as the end of this process would, and waits up to `within`
+    /// for it to exit by itself.
+    #[cfg(test)]
+    fn close_and_wait(&self, within: Duration) -> Option<ExitStatus> {
+        drop(lock(&self.stdout).take());
+        let end = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = lock(&self.process).try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ForkServer {
+    fn drop(&mut self) {
+        // Only the server: module processes of runs in progress (own process groups) carry on.
+        drop(lock(&self.stdout).take());
+        let process = self
+            .process
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Ok(None) = process.try_wait() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+/// How a run offered to a fork-server went.
+enum Forked {
+    /// The module ran (or was meant to run) in a forked process.
+    Ran(Verdict),
+    /// Nothing of the module ran; it should run in a fresh interpreter.
+    Fallback {
+        why: String,
+        /// The server itself may be at fault (rather than this run's request).
+        server_trouble: bool,
+    },
+}
+
+/// How a forked module process ended.
+enum ForkEnded {
+    TimedOut,
+    Exited(ExitStatus),
+    /// The server went away while it ran: its output ended, its status is unknown.
+    Lost,
+}
+
+/// Runs `main(args)` of `file` in a process forked by `server`; see the section comment.
+fn run_forked(
+    server: &ForkServer,
+    spec: &RunSpec,
+    module_dir: &Path,
+    file: &Path,
+    output: &Arc<Output>,
+) -> Result<Forked> {
+    fn fallback(why: String, server_trouble: bool) -> Result<Forked> {
+        Ok(Forked::Fallback {
+            why,
+            server_trouble,
+        })
+    }
+
+    let (Some(dir), Some(file)) = (module_dir.to_str(), file.to_str()) else {
+        return fallback("a path is not UTF-8".to_string(), false);
+    };
+    let run = server.next_run.fetch_add(1, Ordering::Relaxed);
+    let (fifos, out, err) = match RunFifos::create(server.dir.path(), run) {
+        Ok(created) => created,
+        Err(err) => return fallback(format!("cannot create the run's FIFOs: {err}"), true),
+    };
+    let (Some(out_path), Some(err_path)) = (fifos.out.to_str(), fifos.err.to_str()) else {
+        return fallback("its directory is not UTF-8".to_string(), false);
+    };
+    let mut conn = match UnixStream::connect(&server.socket) {
+        Ok(stream) => ServerConn::new(stream),
+        Err(err) => return fallback(format!("cannot connect: {}", io_message(&err)), true),
+    };
+    let env: serde_json::Map<String, serde_json::Value> = spec
+        .env
+        .iter()
+        .map(|(name, value)| (name.clone(), serde_json::Value::String(value.clone())))
+        .collect();
+    let request = serde_json::json!({
+        "dir": dir,
+        "file": file,
+        "args": spec.args,
+        "env": env,
+        "out": out_path,
+        "err": err_path,
+    });
+    if let Err(err) = conn.send(&request.to_string()) {
+        return fallback(
+            format!("cannot send the request: {}", io_message(&err)),
+            true,
+        );
+    }
+    match conn.recv(Some(Instant::now() + HANDSHAKE_TIMEOUT)) {
+        Ok(Some(line)) if line == "ready" => {}
+        Ok(Some(line)) => {
+            let trouble = !line.starts_with("error ");
+            return fallback(format!("it said {}", one_line(&line, MAX_REASON)), trouble);
+        }
+        Ok(None) => return fallback("it closed the connection".to_string(), true),
+        Err(err) => return fallback(format!("no answer: {}", io_message(&err)), true),
+    }
+    // Both ends of the FIFOs are open: their names have served.
+    drop(fifos);
+    output.capture_result_line();
+    let started = Instant::now();
+    if let Err(err) = conn.send("go") {
+        // The module process is gone: it will not run anything.
+        return fallback(format!("cannot send go: {}", io_message(&err)), true);
+    }
+    let pid = match conn.recv(Some(Instant::now() + HANDSHAKE_TIMEOUT)) {
+        Ok(Some(line)) => {
+            let pid = line
+                .strip_prefix("pid ")
+                .and_then(|pid| pid.trim().parse::<i32>().ok())
+                .and_then(rustix::process::Pid::from_raw)
+                .filter(|pid| !pid.is_init());
+            match pid {
+                Some(pid) => pid,
+                // An error, or the end of the module process before it answered "go" with
+                // its pid (it runs nothing before): nothing ran.
+                None if line.starts_with("error ") || line.starts_with("status ") => {
+                    return fallback(format!("it said {}", one_line(&line, MAX_REASON)), false)
+                }
+                None => {
+                    return Ok(Forked::Ran(Verdict::Failure(format!(
+                        "python fork-server said {} instead of the pid of main()'s process",
+                        one_line(&line, 80)
+                    ))))
+                }
+            }
+        }
+        // The module process may or may not have read "go": it cannot run again.
+        Ok(None) | Err(_) => {
+            return Ok(Forked::Ran(Verdict::Failure(
+                "python fork-server ended before reporting main()'s process".to_string(),
+            )))
+        }
+    };
+    // From here on the guard kills the module process's group on every early return.
+    let mut child = ForkedChild {
+        conn,
+        pid,
+        ended: false,
+    };
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    for (pipe, stream) in [(out, Stream::Stdout), (err, Stream::Stderr)] {
+        set_blocking(&pipe).context("cannot make an output FIFO blocking")?;
+        spawn_reader(pipe, stream, output, done_tx.clone())?;
+    }
+    drop(done_tx);
+    let mut readers = 2;
+
+    let deadline = started.checked_add(spec.timeout);
+    let mut ended = loop {
+        match child.conn.recv(deadline) {
+            Ok(Some(line)) => match parse_status(&line) {
+                Some(status) => {
+                    child.ended = true;
+                    break ForkEnded::Exited(status);
+                }
+                None => log::debug!("[{}] python fork-server said {line:?}", spec.module),
+            },
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => {
+                // The server keeps the process unreaped until the connection closes, so the group
+                // id is still its own.
+                child.kill_group();
+                let until = Instant::now() + KILL_WAIT;
+                while let Ok(Some(line)) = child.conn.recv(Some(until)) {
+                    if parse_status(&line).is_some() {
+                        break;
+                    }
+                }
+                child.ended = true;
+                break ForkEnded::TimedOut;
+            }
+            Ok(None) | Err(_) => {
+                // The server is gone; the process runs on (and its output tells when it ends).
+                log::debug!(
+                    "[{}] python fork-server {} went away while main() ran",
+                    spec.module,
+                    server.pid
+                );
+                child.ended = true;
+                break ForkEnded::Lost;
+            }
+        }
+    };
+    let pid = child.pid;
+    // Closing the connection lets the server reap the process.
+    drop(child);
+
+    if let ForkEnded::Lost = ended {
+        // Nobody reports the process's end: wait for its output to end instead, within the
+        // timeout. Its group id is its own while its output is open.
+        while readers > 0 {
+            let waited = match deadline {
+                Some(deadline) => {
+                    done_rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                }
+                None => done_rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match waited {
+                Ok(()) => readers -= 1,
+                Err(RecvTimeoutError::Disconnected) => readers = 0,
+                Err(RecvTimeoutError::Timeout) => {
+                    kill_process_group(pid);
+                    ended = ForkEnded::TimedOut;
+                    break;
+                }
+            }
+        }
+    }
+    let grace_end = Instant::now() + OUTPUT_GRACE;
+    while readers > 0 {
+        match done_rx.recv_timeout(grace_end.saturating_duration_since(Instant::now())) {
+            Ok(()) => readers -= 1,
+            Err(RecvTimeoutError::Disconnected) => readers = 0,
+            Err(RecvTimeoutError::Timeout) => break,
+        }
+    }
+    if readers > 0 {
+        output.detach();
+    }
+    let result_line = output.take_result_line();
+    Ok(Forked::Ran(match ended {
+        ForkEnded::TimedOut => Verdict::Failure(timeout_reason(spec.timeout)),
+        ForkEnded::Exited(status) => python_verdict(status, result_line.as_deref()),
+        // Without a status, the shim's verdict line is all there is.
+        ForkEnded::Lost => match result_line.as_deref().map(parse_result_line) {
+            Some(verdict) => verdict,
+            None => Verdict::Failure(
+                "python ended without a verdict while its fork-server was gone".to_string(),
+            ),
+        },
+    }))
+}
+
+/// `status N`: a wait status.
+fn parse_status(line: &str) -> Option<ExitStatus> {
+    let raw = line.strip_prefix("status ")?.trim().parse::<i32>().ok()?;
+    Some(ExitStatus::from_raw(raw))
+}
+
+fn set_blocking(file: &File) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(file)?;
+    rustix::fs::fcntl_setfl(file, flags - rustix::fs::OFlags::NONBLOCK)?;
+    Ok(())
+}
+
+/// A run's stdout and stderr FIFOs, removed when dropped.
+struct RunFifos {
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl RunFifos {
+    /// Creates them in `dir` and opens their read ends (non-blocking: nobody writes yet).
+    fn create(dir: &Path, run: u64) -> io::Result<(RunFifos, File, File)> {
+        let fifos = RunFifos {
+            out: dir.join(format!("{run}.out")),
+            err: dir.join(format!("{run}.err")),
+        };
+        let mode = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifos.out, mode)?;
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifos.err, mode)?;
+        let flags =
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC;
+        let out = rustix::fs::open(&fifos.out, flags, rustix::fs::Mode::empty())?;
+        let err = rustix::fs::open(&fifos.err, flags, rustix::fs::Mode::empty())?;
+        Ok((fifos, File::from(out), File::from(err)))
+    }
+}
+
+impl Drop for RunFifos {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.out);
+        let _ = fs::remove_file(&self.err);
+    }
+}
+
+/// A run's connection to the fork-server: lines both ways.
+struct ServerConn {
+    stream: UnixStream,
+    pending: Vec<u8>,
+}
+
+impl ServerConn {
+    fn new(stream: UnixStream) -> Self {
+        ServerConn {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, line: &str) -> io::Result<()> {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        self.stream.write_all(&bytes)
+    }
+
+    /// The next line, without its newline; `None` at the end of the stream; a `TimedOut` error
+    /// once `deadline` has passed.
+    fn recv(&mut self, deadline: Option<Instant>) -> io::Result<Option<String>> {
+        loop {
+            if let Some(at) = self.pending.iter().position(|&byte| byte == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=at).collect();
+                return Ok(Some(String::from_utf8_lossy(&line[..at]).into_owned()));
+            }
+            if self.pending.len() > MAX_SERVER_LINE {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
+            }
+            let timeout = match deadline {
+                None => None,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    Some(left)
+                }
+            };
+            self.stream.set_read_timeout(timeout)?;
+            let mut buf = [0u8; 512];
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Ok(None),
+                Ok(read) => self.pending.extend_from_slice(&buf[..read]),
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
+/// A forked module process, whose group is killed when this is dropped before it ended.
+struct ForkedChild {
+    conn: ServerConn,
+    pid: rustix::process::Pid,
+    ended: bool,
+}
+
+impl ForkedChild {
+    /// SIGKILLs the module process's group (its id is the process's pid: the process made the
+    /// group before it answered "ready").
+    fn kill_group(&self) {
+        kill_process_group(self.pid);
+    }
+}
+
+fn kill_process_group(pid: rustix::process::Pid) {
+    if let Err(err) = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL) {
+        if err != rustix::io::Errno::SRCH {
+            log::warn!("cannot kill process group {}: {err}", pid.as_raw_nonzero());
+        }
+    }
+}
+
+impl Drop for ForkedChild {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.kill_group();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -764,22 +1608,28 @@ mod tests {
 
     /// A module directory (named `name`) and a log file path, in a fresh temporary directory.
     struct Fixture {
-        _tmp: TempDir,
+        _tmp: Option<TempDir>,
         dir: PathBuf,
         log: PathBuf,
     }
 
     fn fixture(name: &str) -> Fixture {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().join(name);
+        let mut f = fixture_in(tmp.path(), name);
+        f._tmp = Some(tmp);
+        f
+    }
+
+    /// A module directory `name` in `parent` (which modules share, like their fork-server).
+    fn fixture_in(parent: &Path, name: &str) -> Fixture {
+        let dir = parent.join(name);
         fs::create_dir(&dir).expect("create module dir");
-        let log = tmp
-            .path()
+        let log = parent
             .join("logs")
             .join("nested")
             .join(format!("{name}.log"));
         Fixture {
-            _tmp: tmp,
+            _tmp: None,
             dir,
             log,
         }
@@ -808,22 +1658,71 @@ mod tests {
     }
 
     fn run_program(f: &Fixture, program: &Program, args: &[&str], timeout: Duration) -> RunOutcome {
+        run_env(&SERVERS, f, program, args, &[], timeout)
+    }
+
+    /// Runs `program` with `extra` variables besides UPDATER_MODULE and UPDATER_TO_VERSION. When
+    /// the thread forces a way of running `main(args)`, checks that the run took it.
+    fn run_env(
+        registry: &Registry,
+        f: &Fixture,
+        program: &Program,
+        args: &[&str],
+        extra: &[(&str, &str)],
+        timeout: Duration,
+    ) -> RunOutcome {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let env = vec![
+        let mut env = vec![
             ("UPDATER_MODULE".to_string(), "demo".to_string()),
             ("UPDATER_TO_VERSION".to_string(), "1.2.0".to_string()),
         ];
-        run(&RunSpec {
-            module: "demo",
-            module_dir: &f.dir,
-            program,
-            args: &args,
-            env: &env,
-            timeout,
-            log_file: &f.log,
-            python: Path::new("python3"),
-        })
-        .expect("run")
+        env.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        USED_PATH.with(|used| used.set(None));
+        let outcome = run_in(
+            registry,
+            &RunSpec {
+                module: "demo",
+                module_dir: &f.dir,
+                program,
+                args: &args,
+                env: &env,
+                timeout,
+                log_file: &f.log,
+                python: Path::new("python3"),
+            },
+        )
+        .expect("run");
+        if let (Program::PythonMain(_), Some(forced)) = (program, forced_path()) {
+            assert_eq!(
+                used_path(),
+                Some(forced),
+                "the run did not take the forced way; log:\n{}",
+                log_text(f)
+            );
+        }
+        outcome
+    }
+
+    fn forced_path() -> Option<PythonPath> {
+        FORCED_PATH.with(|forced| forced.get())
+    }
+
+    fn used_path() -> Option<PythonPath> {
+        USED_PATH.with(|used| used.get())
+    }
+
+    /// Makes `main(args)` runs on this thread take `path` (`None`: as in production).
+    fn force_path(path: Option<PythonPath>) {
+        FORCED_PATH.with(|forced| forced.set(path));
+    }
+
+    /// Runs `check` twice: with `main(args)` in fresh interpreters, then through the fork-server.
+    fn on_both_paths(check: impl Fn(PythonPath)) {
+        for path in [PythonPath::Fresh, PythonPath::ForkServer] {
+            force_path(Some(path));
+            check(path);
+        }
+        force_path(None);
     }
 
     fn run_quick(f: &Fixture, program: &Program) -> RunOutcome {
@@ -1052,23 +1951,27 @@ mod tests {
             format!("could not start {}: Permission denied", path.display())
         );
 
-        let f = fixture("mod");
-        let program = Program::PythonMain(f.dir.join("index.py"));
-        let outcome = run(&RunSpec {
-            module: "demo",
-            module_dir: &f.dir,
-            program: &program,
-            args: &[],
-            env: &[],
-            timeout: Duration::from_secs(5),
-            log_file: &f.log,
-            python: Path::new("/nonexistent/python3"),
-        })
-        .expect("run");
-        assert_eq!(
-            failure(&outcome),
-            "could not start /nonexistent/python3: No such file or directory"
-        );
+        // With the fork-server wanted, it cannot start either, and the fresh path says why.
+        on_both_paths(|_| {
+            let f = fixture("mod");
+            let program = index_py(&f, "def main(args):\n    return True\n");
+            let outcome = run(&RunSpec {
+                module: "demo",
+                module_dir: &f.dir,
+                program: &program,
+                args: &[],
+                env: &[],
+                timeout: Duration::from_secs(5),
+                log_file: &f.log,
+                python: Path::new("/nonexistent/python3"),
+            })
+            .expect("run");
+            assert_eq!(
+                failure(&outcome),
+                "could not start /nonexistent/python3: No such file or directory"
+            );
+            assert_eq!(used_path(), Some(PythonPath::Fresh));
+        });
     }
 
     #[test]
@@ -1193,8 +2096,13 @@ mod tests {
 
     // ---- Python main(args) ---------------------------------------------------------------
 
-    fn python_case(source: &str) -> (RunOutcome, String) {
-        let f = fixture("py-mod");
+    /// Runs `source` as index.py of a new module in `parent`.
+    fn python_case(parent: &Path, source: &str) -> (RunOutcome, String) {
+        static CASES: AtomicU64 = AtomicU64::new(0);
+        let f = fixture_in(
+            parent,
+            &format!("py-mod-{}", CASES.fetch_add(1, Ordering::Relaxed)),
+        );
         let program = index_py(&f, source);
         let outcome = run_quick(&f, &program);
         let log = log_text(&f);
@@ -1203,196 +2111,818 @@ mod tests {
 
     #[test]
     fn python_main_failures() {
-        let cases = [
-            ("def main(args):\n    return None\n", "main() returned None"),
-            ("def main(args):\n    pass\n", "main() returned None"),
-            (
-                "def main(args):\n    return False\n",
-                "main() returned False",
-            ),
-            (
-                "def main(args):\n    return {'success': False, 'error': 'disk full'}\n",
-                "main() returned {\"success\": false, \"error\": \"disk full\"}",
-            ),
-            (
-                "def main(args):\n    return {'success': 0}\n",
-                "main() returned {\"success\": 0}",
-            ),
-            (
+        on_both_paths(|_| {
+            let parent = tempfile::tempdir().expect("tempdir");
+            let cases = [
+                ("def main(args):\n    return None\n", "main() returned None"),
+                ("def main(args):\n    pass\n", "main() returned None"),
+                (
+                    "def main(args):\n    return False\n",
+                    "main() returned False",
+                ),
+                (
+                    "def main(args):\n    return {'success': False, 'error': 'disk full'}\n",
+                    "main() returned {\"success\": false, \"error\": \"disk full\"}",
+                ),
+                (
+                    "def main(args):\n    return {'success': 0}\n",
+                    "main() returned {\"success\": 0}",
+                ),
+                (
+                    "def main(args):\n    raise ValueError('boom')\n",
+                    "main() raised ValueError: boom",
+                ),
+                ("VALUE = 1\n", "index.py does not define main(args)"),
+                ("main = 3\n", "index.py: main is not callable"),
+                (
+                    "import sys\ndef main(args):\n    sys.exit(2)\n",
+                    "main() called sys.exit(2)",
+                ),
+                (
+                    "import os\nos._exit(0)\n",
+                    "python exited before main() returned (exit status 0)",
+                ),
+                (
+                    "def main():\n    return True\n",
+                    "main() raised TypeError: main() takes 0 positional arguments but 1 was given",
+                ),
+            ];
+            for (source, expected) in cases {
+                let (outcome, log) = python_case(parent.path(), source);
+                assert_eq!(
+                    failure(&outcome),
+                    expected,
+                    "source:\n{source}\nlog:\n{log}"
+                );
+                assert!(!log.contains(RESULT_MARKER), "{log}");
+                assert!(log.contains(&format!("failure: {expected} after")), "{log}");
+            }
+
+            let (outcome, log) = python_case(
+                parent.path(),
                 "def main(args):\n    raise ValueError('boom')\n",
-                "main() raised ValueError: boom",
-            ),
-            ("VALUE = 1\n", "index.py does not define main(args)"),
-            ("main = 3\n", "index.py: main is not callable"),
-            (
-                "import sys\ndef main(args):\n    sys.exit(2)\n",
-                "main() called sys.exit(2)",
-            ),
-            (
-                "import os\nos._exit(0)\n",
-                "python exited before main() returned (exit status 0)",
-            ),
-            (
-                "def main():\n    return True\n",
-                "main() raised TypeError: main() takes 0 positional arguments but 1 was given",
-            ),
-        ];
-        for (source, expected) in cases {
-            let (outcome, log) = python_case(source);
-            assert_eq!(
-                failure(&outcome),
-                expected,
-                "source:\n{source}\nlog:\n{log}"
             );
-            assert!(!log.contains(RESULT_MARKER), "{log}");
-            assert!(log.contains(&format!("failure: {expected} after")), "{log}");
-        }
+            assert!(!outcome.success);
+            assert!(log.contains("Traceback (most recent call last)"), "{log}");
 
-        let (outcome, log) = python_case("def main(args):\n    raise ValueError('boom')\n");
-        assert!(!outcome.success);
-        assert!(log.contains("Traceback (most recent call last)"), "{log}");
-
-        let (outcome, log) = python_case("def main(args:\n    return True\n");
-        let reason = failure(&outcome);
-        assert!(
-            reason.starts_with("importing index.py raised SyntaxError"),
-            "{reason}"
-        );
-        assert!(log.contains("SyntaxError"), "{log}");
+            let (outcome, log) = python_case(parent.path(), "def main(args:\n    return True\n");
+            let reason = failure(&outcome);
+            assert!(
+                reason.starts_with("importing index.py raised SyntaxError"),
+                "{reason}"
+            );
+            assert!(log.contains("SyntaxError"), "{log}");
+        });
     }
 
     #[test]
     fn python_main_successes() {
-        let sources = [
-            "def main(args):\n    return True\n",
-            "def main(args):\n    return {'success': True, 'version': '2'}\n",
-            "def main(args):\n    return {'changed': 3}\n",
-            "def main(args):\n    return 0\n",
-            "def main(args):\n    return ''\n",
-            "import sys\ndef main(args):\n    sys.exit(0)\n",
-        ];
-        for source in sources {
-            let (outcome, log) = python_case(source);
-            assert!(
-                outcome.success,
-                "source:\n{source}\noutcome: {outcome:?}\nlog:\n{log}"
-            );
-            assert!(log.contains("=== demo: success after"), "{log}");
-        }
+        on_both_paths(|_| {
+            let parent = tempfile::tempdir().expect("tempdir");
+            let sources = [
+                "def main(args):\n    return True\n",
+                "def main(args):\n    return {'success': True, 'version': '2'}\n",
+                "def main(args):\n    return {'changed': 3}\n",
+                "def main(args):\n    return 0\n",
+                "def main(args):\n    return ''\n",
+                "import sys\ndef main(args):\n    sys.exit(0)\n",
+            ];
+            for source in sources {
+                let (outcome, log) = python_case(parent.path(), source);
+                assert!(
+                    outcome.success,
+                    "source:\n{source}\noutcome: {outcome:?}\nlog:\n{log}"
+                );
+                assert!(log.contains("=== demo: success after"), "{log}");
+            }
+        });
     }
 
     #[test]
     fn python_main_gets_args_env_cwd_and_its_output_is_logged() {
-        let f = fixture("py-mod");
-        let program = index_py(
-            &f,
-            "import json, os, sys\n\
-             def main(args):\n    \
-                 print('args', json.dumps(args))\n    \
-                 print('argv', json.dumps(sys.argv[1:]))\n    \
-                 print('module', os.environ.get('UPDATER_MODULE'))\n    \
-                 print('cwd', os.getcwd())\n    \
-                 print('warning', file=sys.stderr)\n    \
-                 return True\n",
-        );
-        let outcome = run_program(
-            &f,
-            &program,
-            &["--force", "two words"],
-            Duration::from_secs(30),
-        );
-        assert_success(&outcome, &f);
-        let lines = output_lines(&f);
-        let cwd = fs::canonicalize(&f.dir).expect("canonicalize");
-        for expected in [
-            "args [\"--force\", \"two words\"]".to_string(),
-            "argv [\"--force\", \"two words\"]".to_string(),
-            "module demo".to_string(),
-            format!("cwd {}", cwd.display()),
-            "warning".to_string(),
-        ] {
-            assert!(lines.contains(&expected), "{expected:?} in {lines:?}");
-        }
-        assert!(
-            !f.dir.join("__pycache__").exists(),
-            "-B: no bytecode in the module"
-        );
+        on_both_paths(|_| {
+            let f = fixture("py-mod");
+            let program = index_py(
+                &f,
+                "import json, os, sys\n\
+                 def main(args):\n    \
+                     print('args', json.dumps(args))\n    \
+                     print('argv', json.dumps(sys.argv[1:]))\n    \
+                     print('module', os.environ.get('UPDATER_MODULE'))\n    \
+                     print('cwd', os.getcwd())\n    \
+                     print('warning', file=sys.stderr)\n    \
+                     return True\n",
+            );
+            let outcome = run_program(
+                &f,
+                &program,
+                &["--force", "two words"],
+                Duration::from_secs(30),
+            );
+            assert_success(&outcome, &f);
+            let lines = output_lines(&f);
+            let cwd = fs::canonicalize(&f.dir).expect("canonicalize");
+            for expected in [
+                "args [\"--force\", \"two words\"]".to_string(),
+                "argv [\"--force\", \"two words\"]".to_string(),
+                "module demo".to_string(),
+                format!("cwd {}", cwd.display()),
+                "warning".to_string(),
+            ] {
+                assert!(lines.contains(&expected), "{expected:?} in {lines:?}");
+            }
+            assert!(
+                !f.dir.join("__pycache__").exists(),
+                "-B: no bytecode in the module"
+            );
+        });
     }
 
     #[test]
     fn python_package_imports_work_with_an_awkward_directory_name() {
-        let f = fixture("my-mod.v2");
-        write(&f.dir.join("helper.py"), "VALUE = 41\n", 0o644);
-        write(&f.dir.join("sub/__init__.py"), "", 0o644);
-        write(
-            &f.dir.join("sub/deep.py"),
-            "from .. import helper\nNAME = 'deep'\n",
-            0o644,
-        );
-        let program = index_py(
-            &f,
-            "from . import helper\n\
-             from .sub import deep\n\
-             import helper as plain\n\
-             def main(args):\n    \
-                 print('value', helper.VALUE + 1, deep.NAME, plain.VALUE)\n    \
-                 return True\n",
-        );
-        let outcome = run_quick(&f, &program);
-        assert_success(&outcome, &f);
-        assert!(output_lines(&f).contains(&"value 42 deep 41".to_string()));
+        on_both_paths(|_| {
+            let f = fixture("my-mod.v2");
+            write(&f.dir.join("helper.py"), "VALUE = 41\n", 0o644);
+            write(&f.dir.join("sub/__init__.py"), "", 0o644);
+            write(
+                &f.dir.join("sub/deep.py"),
+                "from .. import helper\nNAME = 'deep'\n",
+                0o644,
+            );
+            let program = index_py(
+                &f,
+                "from . import helper\n\
+                 from .sub import deep\n\
+                 import helper as plain\n\
+                 def main(args):\n    \
+                     print('value', helper.VALUE + 1, deep.NAME, plain.VALUE)\n    \
+                     return True\n",
+            );
+            let outcome = run_quick(&f, &program);
+            assert_success(&outcome, &f);
+            assert!(output_lines(&f).contains(&"value 42 deep 41".to_string()));
 
-        // A declared .py entry below the module directory, with its own relative imports.
-        write(
-            &f.dir.join("tools/util.py"),
-            "def answer():\n    return 7\n",
-            0o644,
-        );
-        write(
-            &f.dir.join("tools/go.py"),
-            "from . import util\nfrom .. import helper\n\
-             def main(args):\n    print('answer', util.answer(), helper.VALUE)\n    return True\n",
-            0o644,
-        );
-        let program = resolve_entry(&f.dir, Some("tools/go.py"))
-            .expect("resolve")
-            .expect("entry");
-        let outcome = run_quick(&f, &program);
-        assert_success(&outcome, &f);
-        assert!(output_lines(&f).contains(&"answer 7 41".to_string()));
+            // A declared .py entry below the module directory, with its own relative imports.
+            write(
+                &f.dir.join("tools/util.py"),
+                "def answer():\n    return 7\n",
+                0o644,
+            );
+            write(
+                &f.dir.join("tools/go.py"),
+                "from . import util\nfrom .. import helper\n\
+                 def main(args):\n    print('answer', util.answer(), helper.VALUE)\n    return True\n",
+                0o644,
+            );
+            let program = resolve_entry(&f.dir, Some("tools/go.py"))
+                .expect("resolve")
+                .expect("entry");
+            let outcome = run_quick(&f, &program);
+            assert_success(&outcome, &f);
+            assert!(output_lines(&f).contains(&"answer 7 41".to_string()));
+        });
     }
 
     #[test]
     fn python_timeout_kills_the_interpreter() {
-        let f = fixture("py-mod");
-        let program = index_py(
-            &f,
-            "import time\ndef main(args):\n    time.sleep(60)\n    return True\n",
-        );
-        let started = Instant::now();
-        let outcome = run_program(&f, &program, &[], Duration::from_secs(2));
-        assert_eq!(
-            failure(&outcome),
-            "timed out after 2s (process group killed)"
-        );
-        assert!(started.elapsed() < Duration::from_secs(5));
+        on_both_paths(|_| {
+            let f = fixture("py-mod");
+            let program = index_py(
+                &f,
+                "import time\ndef main(args):\n    time.sleep(60)\n    return True\n",
+            );
+            let started = Instant::now();
+            let outcome = run_program(&f, &program, &[], Duration::from_secs(2));
+            assert_eq!(
+                failure(&outcome),
+                "timed out after 2s (process group killed)"
+            );
+            assert!(started.elapsed() < Duration::from_secs(5));
+        });
     }
 
     #[test]
     fn python_output_is_unbuffered_and_a_dead_interpreter_fails() {
+        on_both_paths(|_| {
+            let f = fixture("py-mod");
+            let program = index_py(
+                &f,
+                "import os, signal\ndef main(args):\n    print('before the kill')\n    \
+                 os.kill(os.getpid(), signal.SIGKILL)\n",
+            );
+            let outcome = run_quick(&f, &program);
+            assert_eq!(failure(&outcome), "python ended: killed by signal 9");
+            // -u: what main printed before dying is in the log.
+            assert!(
+                output_lines(&f).contains(&"before the kill".to_string()),
+                "{}",
+                log_text(&f)
+            );
+        });
+    }
+
+    // ---- fork-server ---------------------------------------------------------------------
+
+    /// The lines of the log file that start with `prefix`, without it.
+    fn tagged(f: &Fixture, prefix: &str) -> Vec<String> {
+        output_lines(f)
+            .iter()
+            .filter_map(|line| line.strip_prefix(prefix).map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn forked_process_matches_a_fresh_interpreter() {
+        let f = fixture("my-mod.v2");
+        write(&f.dir.join("helper.py"), "VALUE = 1\n", 0o644);
+        let program = index_py(
+            &f,
+            "import json, os, signal, sys\n\
+             from . import helper\n\
+             def main(args):\n    \
+                 state = {\n        \
+                     'env': sorted(os.environ.items()),\n        \
+                     'path': sys.path,\n        \
+                     'argv': sys.argv,\n        \
+                     'cwd': os.getcwd(),\n        \
+                     'modules': sorted(sys.modules),\n        \
+                     'fds': sorted(os.listdir('/proc/self/fd')),\n        \
+                     'pgid': os.getpgid(0) == os.getpid(),\n        \
+                     'sid': os.getsid(0) == os.getsid(os.getppid()),\n        \
+                     'bytecode': sys.dont_write_bytecode,\n        \
+                     'flags': [sys.flags.dont_write_bytecode, sys.flags.isolated, sys.flags.no_site],\n        \
+                     'streams': [[s.isatty(), s.encoding, s.errors, s.line_buffering, \
+                                  getattr(s, 'write_through', None), s.fileno()] \
+                                 for s in (sys.stdin, sys.stdout, sys.stderr)],\n        \
+                     'stdin': os.readlink('/proc/self/fd/0'),\n        \
+                     'out': [os.stat(1).st_mode >> 12, os.stat(2).st_mode >> 12],\n        \
+                     'signals': [str(signal.getsignal(s)) for s in (signal.SIGINT, \
+                                 signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE)],\n        \
+                     'mask': sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])),\n        \
+                     'umask': os.umask(0o22),\n        \
+                     'main': sys.modules['__main__'].__name__,\n        \
+                     'package': __name__,\n    \
+                 }\n    \
+                 print('STATE', json.dumps(state, sort_keys=True))\n    \
+                 return True\n",
+        );
+        let mut states = Vec::new();
+        for path in [PythonPath::Fresh, PythonPath::ForkServer] {
+            force_path(Some(path));
+            let outcome = run_program(&f, &program, &["a b", "--x"], Duration::from_secs(30));
+            assert_success(&outcome, &f);
+            states.push(tagged(&f, "STATE "));
+        }
+        force_path(None);
+        assert_eq!(states[0].len(), 1, "{}", log_text(&f));
+        assert_eq!(states[1].len(), 2, "{}", log_text(&f));
+        let fresh: serde_json::Value = serde_json::from_str(&states[0][0]).expect("json");
+        let forked: serde_json::Value = serde_json::from_str(&states[1][1]).expect("json");
+        let (Some(fresh), Some(forked)) = (fresh.as_object(), forked.as_object()) else {
+            panic!("not objects");
+        };
+        for (key, value) in fresh {
+            assert_eq!(Some(value), forked.get(key), "{key} differs");
+        }
+        assert_eq!(fresh.len(), forked.len());
+        assert!(!f.dir.join("__pycache__").exists());
+    }
+
+    #[test]
+    fn forked_environment_is_clean_and_does_not_carry_over() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::new();
+        force_path(Some(PythonPath::ForkServer));
+        let dump = "import os\ndef main(args):\n    \
+                    for name in sorted(os.environ):\n        \
+                        print('VAR', name + '=' + os.environ[name])\n    \
+                    return True\n";
+        let first = fixture_in(parent.path(), "first");
+        let program = index_py(&first, dump);
+        let extra = [
+            ("UPDATER_FROM_VERSION", "1.0.0"),
+            ("UPDATER_BACKUP_DIR", "/backup"),
+        ];
+        let outcome = run_env(
+            &registry,
+            &first,
+            &program,
+            &[],
+            &extra,
+            Duration::from_secs(30),
+        );
+        assert_success(&outcome, &first);
+        let vars = tagged(&first, "VAR ");
+        assert!(vars.contains(&"UPDATER_FROM_VERSION=1.0.0".to_string()));
+        assert!(vars.contains(&"UPDATER_BACKUP_DIR=/backup".to_string()));
+
+        // Same server, without those: nothing of the first run remains.
+        let second = fixture_in(parent.path(), "second");
+        let program = index_py(&second, dump);
+        let outcome = run_env(
+            &registry,
+            &second,
+            &program,
+            &[],
+            &[],
+            Duration::from_secs(30),
+        );
+        assert_success(&outcome, &second);
+        assert_eq!(registry.server_pids().len(), 1);
+        let forked = tagged(&second, "VAR ");
+        let names: BTreeSet<&str> = forked
+            .iter()
+            .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+            .collect();
+        assert!(!names.contains("UPDATER_FROM_VERSION"), "{names:?}");
+        assert!(!names.contains("UPDATER_BACKUP_DIR"), "{names:?}");
+        assert!(
+            names.iter().all(|name| !name.starts_with("CARGO")),
+            "{names:?}"
+        );
+        assert!(forked.contains(&"UPDATER_MODULE=demo".to_string()));
+        let cwd = fs::canonicalize(&second.dir).expect("canonicalize");
+        if names.contains("PWD") {
+            assert!(
+                forked.contains(&format!("PWD={}", cwd.display())),
+                "{forked:?}"
+            );
+        }
+
+        // Exactly what a fresh interpreter gets.
+        force_path(Some(PythonPath::Fresh));
+        let outcome = run_env(
+            &registry,
+            &second,
+            &program,
+            &[],
+            &[],
+            Duration::from_secs(30),
+        );
+        force_path(None);
+        assert_success(&outcome, &second);
+        let all = tagged(&second, "VAR ");
+        assert_eq!(&all[forked.len()..], &forked[..]);
+    }
+
+    #[test]
+    fn forked_runs_from_six_threads_share_one_server_and_keep_their_output_apart() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::new();
+        thread::scope(|scope| {
+            for i in 0..6 {
+                let (parent, registry) = (parent.path(), &registry);
+                scope.spawn(move || {
+                    force_path(Some(PythonPath::ForkServer));
+                    let f = fixture_in(parent, &format!("mod{i}"));
+                    let program = index_py(
+                        &f,
+                        &format!(
+                            "import sys, time\n\
+                             def main(args):\n    \
+                                 for n in range(1, 201):\n        \
+                                     print('mod{i} line', n)\n        \
+                                     print('mod{i} err', n, file=sys.stderr)\n        \
+                                     if n % 50 == 0:\n            \
+                                         time.sleep(0.01)\n    \
+                                 return True\n"
+                        ),
+                    );
+                    let outcome =
+                        run_env(registry, &f, &program, &[], &[], Duration::from_secs(60));
+                    assert_success(&outcome, &f);
+                    let lines = output_lines(&f);
+                    assert_eq!(lines.len(), 400, "mod{i}: {lines:?}");
+                    for n in 1..=200 {
+                        assert!(lines.contains(&format!("mod{i} line {n}")), "mod{i} {n}");
+                        assert!(lines.contains(&format!("mod{i} err {n}")), "mod{i} {n}");
+                    }
+                });
+            }
+        });
+        assert_eq!(registry.server_pids().len(), 1);
+    }
+
+    #[test]
+    fn forked_modules_do_not_see_each_others_imports() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::new();
+        force_path(Some(PythonPath::ForkServer));
+        let first = fixture_in(parent.path(), "first");
+        write(&first.dir.join("probe_mod.py"), "STATE = []\n", 0o644);
+        let program = index_py(
+            &first,
+            "import json, sys\nimport probe_mod\n\
+             def main(args):\n    \
+                 json.LEAKED = True\n    \
+                 probe_mod.STATE.append(1)\n    \
+                 sys.modules['leaked_module'] = probe_mod\n    \
+                 return True\n",
+        );
+        let outcome = run_env(
+            &registry,
+            &first,
+            &program,
+            &[],
+            &[],
+            Duration::from_secs(30),
+        );
+        assert_success(&outcome, &first);
+        let second = fixture_in(parent.path(), "second");
+        let program = index_py(
+            &second,
+            "import json, sys\n\
+             def main(args):\n    \
+                 print('leaks', hasattr(json, 'LEAKED'), 'leaked_module' in sys.modules, \
+                       'probe_mod' in sys.modules, \
+                       any(name.startswith('_updater_module_first') for name in sys.modules))\n    \
+                 return True\n",
+        );
+        let outcome = run_env(
+            &registry,
+            &second,
+            &program,
+            &[],
+            &[],
+            Duration::from_secs(30),
+        );
+        force_path(None);
+        assert_success(&outcome, &second);
+        assert_eq!(
+            tagged(&second, "leaks "),
+            ["False False False False".to_string()]
+        );
+        assert_eq!(registry.server_pids().len(), 1);
+    }
+
+    #[test]
+    fn forked_timeout_kills_the_process_group() {
         let f = fixture("py-mod");
         let program = index_py(
             &f,
-            "import os, signal\ndef main(args):\n    print('before the kill')\n    \
-             os.kill(os.getpid(), signal.SIGKILL)\n",
+            "import os, subprocess, time\n\
+             def main(args):\n    \
+                 child = subprocess.Popen(['sleep', '60'])\n    \
+                 with open('pids', 'w') as out:\n        \
+                     out.write('%d %d\\n' % (os.getpid(), child.pid))\n    \
+                 print('started', flush=True)\n    \
+                 time.sleep(60)\n    \
+                 return True\n",
         );
-        let outcome = run_quick(&f, &program);
-        assert_eq!(failure(&outcome), "python ended: killed by signal 9");
-        // -u: what main printed before dying is in the log.
+        force_path(Some(PythonPath::ForkServer));
+        let started = Instant::now();
+        let outcome = run_program(&f, &program, &[], Duration::from_secs(1));
+        force_path(None);
+        let elapsed = started.elapsed();
+        assert_eq!(
+            failure(&outcome),
+            "timed out after 1s (process group killed)"
+        );
+        assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+        let pids: Vec<i32> = fs::read_to_string(f.dir.join("pids"))
+            .expect("pids")
+            .split_whitespace()
+            .map(|pid| pid.parse().expect("pid"))
+            .collect();
+        for pid in &pids {
+            let dead = wait_dead(*pid, Duration::from_secs(3));
+            if !dead {
+                kill_leftover(*pid);
+            }
+            assert!(dead, "{pid} survived the timeout");
+        }
+        assert!(output_lines(&f).contains(&"started".to_string()));
+        assert!(log_text(&f).contains("failure: timed out after 1s"));
+    }
+
+    #[test]
+    fn fork_server_death_falls_back_and_a_new_one_starts() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::new();
+        let f = fixture_in(parent.path(), "mod");
+        let program = index_py(
+            &f,
+            "import time\ndef main(args):\n    \
+                 if args:\n        \
+                     open('started', 'w').close()\n        \
+                     time.sleep(float(args[0]))\n    \
+                 print('ran')\n    \
+                 return True\n",
+        );
+        force_path(Some(PythonPath::ForkServer));
+        let outcome = run_env(&registry, &f, &program, &[], &[], Duration::from_secs(30));
+        assert_success(&outcome, &f);
+        let pids = registry.server_pids();
+        assert_eq!(pids.len(), 1);
+        let first = pids[0];
+
+        // Killed while a module runs: the run ends when the module does, by its verdict line.
+        let outcome = thread::scope(|scope| {
+            let running = scope.spawn(|| {
+                force_path(Some(PythonPath::ForkServer));
+                run_env(
+                    &registry,
+                    &f,
+                    &program,
+                    &["1.5"],
+                    &[],
+                    Duration::from_secs(30),
+                )
+            });
+            let end = Instant::now() + Duration::from_secs(20);
+            while !f.dir.join("started").exists() && Instant::now() < end {
+                thread::sleep(Duration::from_millis(10));
+            }
+            kill_leftover(i32::try_from(first).expect("pid"));
+            running.join().expect("thread")
+        });
+        assert_success(&outcome, &f);
+        assert!(wait_dead(
+            i32::try_from(first).expect("pid"),
+            Duration::from_secs(3)
+        ));
+
+        // The next run finds it dead, runs in a fresh interpreter, and retires it.
+        force_path(None);
+        USED_PATH.with(|used| used.set(None));
+        let outcome = run_env(&registry, &f, &program, &[], &[], Duration::from_secs(30));
+        assert_success(&outcome, &f);
+        assert_eq!(used_path(), Some(PythonPath::Fresh));
+        assert!(registry.server_pids().is_empty());
+
+        // And the one after that has a new server.
+        force_path(Some(PythonPath::ForkServer));
+        let outcome = run_env(&registry, &f, &program, &[], &[], Duration::from_secs(30));
+        force_path(None);
+        assert_success(&outcome, &f);
+        let pids = registry.server_pids();
+        assert_eq!(pids.len(), 1);
+        assert_ne!(pids[0], first);
+        assert_eq!(output_lines(&f), ["ran"; 4]);
+    }
+
+    #[test]
+    fn runs_the_fork_server_cannot_reproduce_use_a_fresh_interpreter() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::new();
+        force_path(Some(PythonPath::ForkServer));
+        let ok = "def main(args):\n    return True\n";
+
+        let f = fixture_in(parent.path(), "pinned");
+        write(&f.dir.join(".python-version"), "system\n", 0o644);
+        let program = index_py(&f, ok);
+        USED_PATH.with(|used| used.set(None));
+        let spec_env = [("UPDATER_MODULE".to_string(), "demo".to_string())];
+        let outcome = run_in(
+            &registry,
+            &RunSpec {
+                module: "demo",
+                module_dir: &f.dir,
+                program: &program,
+                args: &[],
+                env: &spec_env,
+                timeout: Duration::from_secs(30),
+                log_file: &f.log,
+                python: Path::new("python3"),
+            },
+        )
+        .expect("run");
+        assert_success(&outcome, &f);
+        assert_eq!(used_path(), Some(PythonPath::Fresh));
+
+        let f = fixture_in(parent.path(), "odd-env");
+        let program = index_py(&f, ok);
+        let spec_env = [("PYTHONPATH".to_string(), "/elsewhere".to_string())];
+        let outcome = run_in(
+            &registry,
+            &RunSpec {
+                module: "demo",
+                module_dir: &f.dir,
+                program: &program,
+                args: &[],
+                env: &spec_env,
+                timeout: Duration::from_secs(30),
+                log_file: &f.log,
+                python: Path::new("python3"),
+            },
+        )
+        .expect("run");
+        force_path(None);
+        assert_success(&outcome, &f);
+        assert_eq!(used_path(), Some(PythonPath::Fresh));
+        assert!(registry.server_pids().is_empty());
+    }
+
+    #[test]
+    fn fork_server_exits_when_its_stdout_closes() {
+        let f = fixture("mod");
+        let key = server_key(
+            &RunSpec {
+                module: "demo",
+                module_dir: &f.dir,
+                program: &Program::PythonMain(f.dir.join("index.py")),
+                args: &[],
+                env: &[],
+                timeout: Duration::from_secs(30),
+                log_file: &f.log,
+                python: Path::new("python3"),
+            },
+            &f.dir,
+        )
+        .expect("key");
+        let server = ForkServer::start(&key).expect("start");
+        let pid = i32::try_from(server.pid).expect("pid");
+        assert!(alive(pid));
+        assert!(server.socket.exists());
+        let status = server.close_and_wait(Duration::from_secs(5));
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        assert!(!alive(pid));
         assert!(
-            output_lines(&f).contains(&"before the kill".to_string()),
-            "{}",
-            log_text(&f)
+            !server.dir.path().exists(),
+            "the server removes its directory"
+        );
+    }
+
+    #[test]
+    fn programs_do_not_inherit_the_fork_servers_pipe() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::new();
+        let f = fixture_in(parent.path(), "py");
+        let program = index_py(&f, "def main(args):\n    return True\n");
+        force_path(Some(PythonPath::ForkServer));
+        let outcome = run_env(&registry, &f, &program, &[], &[], Duration::from_secs(30));
+        force_path(None);
+        assert_success(&outcome, &f);
+        let slot = lock(&registry.slots)
+            .values()
+            .next()
+            .map(Arc::clone)
+            .expect("a slot");
+        let server = lock(&slot).server.clone().expect("a server");
+        let pipes = server.pipes();
+        assert_eq!(pipes.len(), 1);
+        assert!(pipes[0].starts_with("pipe:"), "{pipes:?}");
+
+        let g = fixture_in(parent.path(), "sh");
+        let program = script(
+            &g,
+            "update",
+            "for fd in /proc/$$/fd/*; do echo \"fd $(readlink \"$fd\")\"; done\n",
+        );
+        let outcome = run_env(&registry, &g, &program, &[], &[], Duration::from_secs(30));
+        assert_success(&outcome, &g);
+        let links = tagged(&g, "fd ");
+        assert!(!links.is_empty());
+        for pipe in &pipes {
+            assert!(!links.contains(pipe), "{pipe} inherited: {links:?}");
+        }
+    }
+
+    /// Environment variable naming the file where [`fork_server_helper_process`] reports.
+    const HELPER_REPORT: &str = "UPDATER_TEST_FORKSERVER_REPORT";
+
+    /// Not a test on its own: run in a child process by [`fork_server_ends_with_the_process`],
+    /// it runs a module the production way and reports the servers it left.
+    #[test]
+    fn fork_server_helper_process() {
+        let Some(report) = std::env::var_os(HELPER_REPORT) else {
+            return;
+        };
+        let f = fixture("mod");
+        let program = index_py(&f, "def main(args):\n    return True\n");
+        let outcome = run_program(&f, &program, &[], Duration::from_secs(30));
+        assert_success(&outcome, &f);
+        let path = match used_path() {
+            Some(PythonPath::ForkServer) => "fork-server",
+            _ => "fresh",
+        };
+        let pids: Vec<String> = SERVERS
+            .server_pids()
+            .iter()
+            .map(|pid| pid.to_string())
+            .collect();
+        fs::write(report, format!("{path} {}\n", pids.join(" "))).expect("report");
+        // The test harness exits without dropping statics, like the binary.
+    }
+
+    #[test]
+    fn fork_server_ends_with_the_process() {
+        for (no_fork_server, expected) in [(None, "fork-server"), (Some("1"), "fresh")] {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let report = tmp.path().join("report");
+            let mut command = Command::new(std::env::current_exe().expect("test binary"));
+            command
+                .args([
+                    "--exact",
+                    "runner::tests::fork_server_helper_process",
+                    "--test-threads=1",
+                ])
+                .env(HELPER_REPORT, &report)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            match no_fork_server {
+                Some(value) => command.env(NO_FORK_SERVER_VAR, value),
+                None => command.env_remove(NO_FORK_SERVER_VAR),
+            };
+            let status = command.status().expect("run the helper");
+            assert!(status.success());
+            let report = fs::read_to_string(&report).expect("report");
+            let mut words = report.split_whitespace();
+            assert_eq!(words.next(), Some(expected), "{report}");
+            let pids: Vec<i32> = words.map(|pid| pid.parse().expect("pid")).collect();
+            assert_eq!(
+                pids.len(),
+                usize::from(expected == "fork-server"),
+                "{report}"
+            );
+            for pid in pids {
+                let dead = wait_dead(pid, Duration::from_secs(5));
+                if !dead {
+                    kill_leftover(pid);
+                }
+                assert!(dead, "fork-server {pid} outlived its process");
+            }
+        }
+    }
+
+    #[test]
+    fn no_forkserver_variable() {
+        use std::ffi::OsStr;
+        assert!(fork_server_enabled(None));
+        assert!(fork_server_enabled(Some(OsStr::new(""))));
+        assert!(fork_server_enabled(Some(OsStr::new("0"))));
+        assert!(!fork_server_enabled(Some(OsStr::new("1"))));
+        assert!(!fork_server_enabled(Some(OsStr::new("yes"))));
+    }
+
+    /// Not a test: `cargo test --lib runner::tests::timing -- --ignored --nocapture` prints the
+    /// cost of a run for each way of running a module (`TIMING_PYTHON` picks the interpreter).
+    /// Executable and fork-server runs alternate, so that both see the same machine load.
+    #[test]
+    #[ignore]
+    fn timing() {
+        const RUNS: usize = 50;
+        const FRESH_RUNS: usize = 10;
+        let python = std::env::var_os("TIMING_PYTHON").unwrap_or_else(|| "python3".into());
+        let f = fixture("mod");
+        let executable = script(&f, "update", "true\n");
+        let python_main = index_py(&f, "def main(args):\n    return True\n");
+        let time = |program: &Program, path: PythonPath| {
+            force_path(Some(path));
+            let started = Instant::now();
+            let outcome = run(&RunSpec {
+                module: "demo",
+                module_dir: &f.dir,
+                program,
+                args: &[],
+                env: &[],
+                timeout: Duration::from_secs(30),
+                log_file: &f.log,
+                python: Path::new(&python),
+            })
+            .expect("run");
+            assert!(outcome.success);
+            force_path(None);
+            started.elapsed().as_secs_f64() * 1000.0
+        };
+        let summary = |mut times: Vec<f64>| {
+            times.sort_by(f64::total_cmp);
+            let mean = times.iter().sum::<f64>() / times.len() as f64;
+            (times[times.len() / 2], mean)
+        };
+        // Warm-up: starts the fork-server.
+        time(&python_main, PythonPath::ForkServer);
+        let report = |how: &str, exe: Vec<f64>, forked: Vec<f64>| {
+            let ((exe_median, exe_mean), (forked_median, forked_mean)) =
+                (summary(exe), summary(forked));
+            println!(
+                "{how}: median/mean ms per run: executable {exe_median:.2}/{exe_mean:.2}, \
+                 fork-server {forked_median:.2}/{forked_mean:.2}; difference {:.2}/{:.2}",
+                forked_median - exe_median,
+                forked_mean - exe_mean
+            );
+        };
+        let (mut exe, mut forked) = (Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            exe.push(time(&executable, PythonPath::Fresh));
+            forked.push(time(&python_main, PythonPath::ForkServer));
+        }
+        report("alternating", exe, forked);
+        let exe = (0..RUNS)
+            .map(|_| time(&executable, PythonPath::Fresh))
+            .collect();
+        let forked = (0..RUNS)
+            .map(|_| time(&python_main, PythonPath::ForkServer))
+            .collect();
+        report("in blocks", exe, forked);
+        let (fresh_median, fresh_mean) = summary(
+            (0..FRESH_RUNS)
+                .map(|_| time(&python_main, PythonPath::Fresh))
+                .collect(),
+        );
+        println!(
+            "python {}: fresh interpreter median/mean {fresh_median:.2}/{fresh_mean:.2} ms per run",
+            Path::new(&python).display()
         );
     }
 

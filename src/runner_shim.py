@@ -5,18 +5,27 @@
 # synthetic name (the directory name may contain "-" or "."), loads FILE (normally index.py) as a
 # submodule of it, so `from . import helper` works, and calls `main(args)` with ARGS as a list of str.
 #
+# The fork-server (runner_forkserver.py) runs the same code: it executes this file under another
+# __name__ (so the last lines do nothing), and each forked module process calls
+# _finish(*_run(MODULE_DIR, FILE, ARGS)) exactly as the last lines do here.
+#
 # Verdict protocol, read by the runner: the shim's last line on file descriptor 2 is
 #     UPDATER-RESULT: ok                    (and exit status 0), or
 #     UPDATER-RESULT: fail <one-line reason>  (and exit status 1).
 # main fails when it raises (the traceback goes to stderr), returns None or False, or returns a dict
 # holding a falsy "success". Anything else, 0 and "" included, is success. sys.exit(0) or
 # sys.exit() inside main counts as success, any other exit code as failure.
-import importlib.machinery
-import importlib.util
-import json
-import os
 import sys
-import traceback
+
+# `-c` puts the working directory (the module) first on sys.path: drop it before importing anything,
+# so a module file named like a standard module (json.py, ...) cannot replace what the shim uses.
+sys.path[:] = [p for p in sys.path if p not in ("", ".")]
+
+import importlib.machinery  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import traceback  # noqa: E402
 
 _MARKER = "UPDATER-RESULT: "
 _REASON_LIMIT = 300
@@ -97,13 +106,14 @@ def _load(module_dir, entry):
     return module
 
 
-def _run():
-    """Returns (ok, reason)."""
-    module_dir = os.path.abspath(sys.argv[1])
-    entry = os.path.abspath(sys.argv[2])
-    args = list(sys.argv[3:])
+def _run(module_dir, entry, args):
+    """Runs main(args) of `entry`; returns (ok, reason)."""
+    module_dir = os.path.abspath(module_dir)
+    entry = os.path.abspath(entry)
+    args = list(args)
     shown = os.path.relpath(entry, module_dir)
     sys.argv = [entry] + args
+    sys.dont_write_bytecode = True
     sys.path[:] = [p for p in sys.path if p not in ("", ".")]
     for directory in (module_dir, os.path.dirname(entry)):
         if directory not in sys.path:
@@ -156,4 +166,5 @@ def _finish(ok, reason):
     sys.exit(0 if ok else 1)
 
 
-_finish(*_run())
+if __name__ == "__main__":
+    _finish(*_run(sys.argv[1], sys.argv[2], sys.argv[3:]))
