@@ -226,34 +226,21 @@ fn try_install(
     let entry = runner::resolve_entry(&module_dir, index.entry.as_deref())
         .with_context(|| format!("finding the entry point of {name}"))?;
     fault::point("entry_started", name);
+    let step = Step {
+        name,
+        module_dir: &module_dir,
+        env: &env,
+        index,
+        log_file: &log_file,
+        opts,
+    };
     match &entry {
-        Some(program) => {
-            run_step(
-                name,
-                "entry point",
-                program,
-                &module_dir,
-                &env,
-                index,
-                &log_file,
-                opts,
-            )?;
-        }
+        Some(program) => step.run("entry point", program)?,
         None => log::info!("Module {name} has no entry point; its files are installed"),
     }
     fault::point("entry_done", name);
     if let Some(health) = &index.health {
-        let program = health_program(&module_dir, health);
-        run_step(
-            name,
-            "health check",
-            &program,
-            &module_dir,
-            &env,
-            index,
-            &log_file,
-            opts,
-        )?;
+        step.run("health check", &health_program(&module_dir, health))?;
     }
     fault::point("health_done", name);
     txn.commit()
@@ -269,39 +256,44 @@ fn health_program(module_dir: &Path, rel: &str) -> Program {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_step(
-    name: &str,
-    what: &str,
-    program: &Program,
-    module_dir: &Path,
-    env: &[(String, String)],
-    index: &ModuleIndex,
-    log_file: &Path,
-    opts: &ApplyOptions,
-) -> Result<()> {
-    let outcome = runner::run(&RunSpec {
-        module: name,
-        module_dir,
-        program,
-        args: &[],
-        env,
-        timeout: index.timeout,
-        log_file,
-        python: &opts.python,
-    })
-    .with_context(|| format!("running the {what} of {name}"))?;
-    if outcome.success {
-        log::debug!(
-            "Module {name}: {what} succeeded in {} ms",
-            outcome.duration.as_millis()
-        );
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "{what} failed: {}",
-            outcome.reason.unwrap_or_else(|| "unknown reason".into())
-        )
+/// What every program of one module's update shares: name, directory, environment, timeout,
+/// log file.
+struct Step<'a> {
+    name: &'a str,
+    module_dir: &'a Path,
+    env: &'a [(String, String)],
+    index: &'a ModuleIndex,
+    log_file: &'a Path,
+    opts: &'a ApplyOptions,
+}
+
+impl Step<'_> {
+    /// Runs the entry point or health check; an unsuccessful run is an error saying why.
+    fn run(&self, what: &str, program: &Program) -> Result<()> {
+        let name = self.name;
+        let outcome = runner::run(&RunSpec {
+            module: name,
+            module_dir: self.module_dir,
+            program,
+            args: &[],
+            env: self.env,
+            timeout: self.index.timeout,
+            log_file: self.log_file,
+            python: &self.opts.python,
+        })
+        .with_context(|| format!("running the {what} of {name}"))?;
+        if outcome.success {
+            log::debug!(
+                "Module {name}: {what} succeeded in {} ms",
+                outcome.duration.as_millis()
+            );
+            Ok(())
+        } else {
+            anyhow::bail!(
+                "{what} failed: {}",
+                outcome.reason.unwrap_or_else(|| "unknown reason".into())
+            )
+        }
     }
 }
 

@@ -18,10 +18,6 @@ const OK_LINE: &str = "✓ Update system completed successfully";
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-fn run(mut cmd: assert_cmd::Command) -> Output {
-    cmd.output().expect("run updater")
-}
-
 /// `updater --modules-path R --repo-url U check [extra...]`
 fn check(root: &InstallRoot, repo: &UpdatesRepo, extra: &[&str]) -> Output {
     let mut cmd = updater(root, repo);
@@ -35,10 +31,6 @@ fn check_json(root: &InstallRoot, repo: &UpdatesRepo, extra: &[&str]) -> (Value,
     cmd.arg("check").arg("--json").args(extra);
     let out = run(cmd);
     (json_of(&out), out)
-}
-
-fn assert_code(out: &Output, expected: i32) {
-    assert_eq!(code(out), expected, "unexpected exit code\n{}", dump(out));
 }
 
 /// Some log line (in `text`) has a message containing `needle`.

@@ -90,10 +90,6 @@ fn legacy_json(root: &InstallRoot, extra: &[&str]) -> (Value, Output) {
     (json_of(&out), out)
 }
 
-fn assert_code(out: &Output, expected: i32) {
-    assert_eq!(code(out), expected, "unexpected exit code\n{}", dump(out));
-}
-
 fn result_of(doc: &Value, name: &str) -> String {
     module_entry(doc, name)["result"]
         .as_str()

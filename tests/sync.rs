@@ -21,10 +21,6 @@ use serde_json::{json, Value};
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-fn run(mut cmd: assert_cmd::Command) -> Output {
-    cmd.output().expect("run updater")
-}
-
 /// `updater --modules-path R --repo-url U sync [extra...]`
 fn sync(root: &InstallRoot, repo: &UpdatesRepo, extra: &[&str]) -> Output {
     let mut cmd = updater(root, repo);
@@ -53,10 +49,6 @@ fn local(root: &InstallRoot, args: &[&str]) -> Output {
     let mut cmd = updater_at(root);
     cmd.args(args);
     run(cmd)
-}
-
-fn assert_code(out: &Output, expected: i32) {
-    assert_eq!(code(out), expected, "unexpected exit code\n{}", dump(out));
 }
 
 fn result_of(doc: &Value, name: &str) -> Value {

@@ -23,10 +23,6 @@ use serde_json::{json, Value};
 // ---------------------------------------------------------------------------------------------
 // running the binary
 
-fn run(mut cmd: assert_cmd::Command) -> Output {
-    cmd.output().expect("run updater")
-}
-
 /// `updater --modules-path R --repo-url U <command> [extra...]`
 fn updater_cmd<S: AsRef<std::ffi::OsStr>>(
     root: &InstallRoot,
@@ -48,10 +44,6 @@ fn check<S: AsRef<std::ffi::OsStr>>(root: &InstallRoot, repo: &UpdatesRepo, extr
 }
 
 const NONE: &[&str] = &[];
-
-fn assert_code(out: &Output, expected: i32) {
-    assert_eq!(code(out), expected, "unexpected exit code\n{}", dump(out));
-}
 
 /// Exit code `expected`, and every needle somewhere in the output (stdout or stderr).
 fn assert_refused(out: &Output, expected: i32, needles: &[&str]) {

@@ -489,6 +489,16 @@ pub fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Runs a prepared command to completion.
+pub fn run(mut cmd: assert_cmd::Command) -> Output {
+    cmd.output().expect("run updater")
+}
+
+/// Asserts an exit code, dumping the run when it differs.
+pub fn assert_code(out: &Output, expected: i32) {
+    assert_eq!(code(out), expected, "unexpected exit code\n{}", dump(out));
+}
+
 /// Exit code of a finished process (-1 when killed by a signal).
 pub fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
