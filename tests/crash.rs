@@ -200,7 +200,10 @@ fn kill_recorded_entries(pids_dir: &Path, marker: &str) -> usize {
     let mut killed = 0;
     for name in names_in(pids_dir) {
         let file = pids_dir.join(&name);
-        let pid = read_opt(&file).and_then(|t| t.trim().parse::<u32>().ok());
+        // The file is named `<module>.<pid>`; its content may not be written yet.
+        let pid = read_opt(&file)
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .or_else(|| name.rsplit('.').next().and_then(|p| p.parse().ok()));
         if let Some(pid) = pid {
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             if String::from_utf8_lossy(&cmdline).contains(marker) {
@@ -1218,11 +1221,22 @@ fn a_lock_left_by_a_sigkilled_run_never_blocks_the_next_run() {
     let st = child.wait().unwrap();
     assert_eq!(st.signal(), Some(9));
     fs::remove_file(sys.path().join("slow")).unwrap();
-    let entry_pid: u32 = fs::read_to_string(pids.join(&names_in(&pids)[0]))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    // The entry creates its pid file, then writes it: wait for the number.
+    let pid_file = pids.join(&names_in(&pids)[0]);
+    let entry_pid: u32 = loop {
+        if let Ok(pid) = fs::read_to_string(&pid_file)
+            .unwrap_or_default()
+            .trim()
+            .parse()
+        {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slow entry never wrote its pid"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert!(
         Path::new(&format!("/proc/{entry_pid}")).exists(),
         "the orphaned entry should still be sleeping"
