@@ -482,12 +482,34 @@ pub fn verify_commit_signature(
 /// Points the tracking ref and a local branch at `tip`, and forces the work tree to match it
 /// exactly: stray edits are undone, untracked and ignored files removed.
 fn reset_to(repo: &Repository, branch: &str, tracking: &str, tip: Oid) -> Result<()> {
+    let local_ref = format!("refs/heads/{branch}");
+    // The common no-op: HEAD already at the tip. One status walk (stat only, against the
+    // index's cache) proves the work tree is exactly the commit; only then is the reset skipped.
+    let at_tip = repo
+        .head()
+        .ok()
+        .filter(|h| h.name().ok() == Some(local_ref.as_str()))
+        .and_then(|h| h.target())
+        == Some(tip);
+    if at_tip && repo.find_reference(tracking).ok().and_then(|r| r.target()) == Some(tip) {
+        let mut so = git2::StatusOptions::new();
+        so.include_untracked(true)
+            .include_ignored(true)
+            .recurse_untracked_dirs(false)
+            .exclude_submodules(true);
+        let clean = repo
+            .statuses(Some(&mut so))
+            .map(|st| st.is_empty())
+            .unwrap_or(false);
+        if clean {
+            return Ok(());
+        }
+    }
     let commit = repo
         .find_commit(tip)
         .context("finding the fetched commit")?;
     repo.reference(tracking, tip, true, "updater: tip")
         .context("updating the tracking branch")?;
-    let local_ref = format!("refs/heads/{branch}");
     repo.reference(&local_ref, tip, true, "updater: reset")
         .context("updating the local branch")?;
     repo.set_head(&local_ref).context("updating HEAD")?;

@@ -51,19 +51,36 @@ impl ModuleIndex {
     pub fn load(module_dir: &Path) -> Result<ModuleIndex> {
         let path = module_dir.join("index.json");
         // Never read through a symlink (it could name a fifo or a device and hang the run, or a
-        // file outside the module), and never read an absurdly large file.
-        let meta = std::fs::symlink_metadata(&path)
+        // file outside the module), and never read an absurdly large file. O_NOFOLLOW refuses
+        // a symlink, O_NONBLOCK keeps a fifo from blocking the open; the type is checked on the
+        // open file.
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(
+                rustix::fs::OFlags::NOFOLLOW.bits() as i32
+                    | rustix::fs::OFlags::NONBLOCK.bits() as i32,
+            )
+            .open(&path)
+            .with_context(|| format!("reading {} (a symlink is refused)", path.display()))?;
+        let meta = file
+            .metadata()
             .with_context(|| format!("reading {}", path.display()))?;
         if !meta.is_file() {
             bail!(
-                "{} is not a regular file (a symlink, fifo or device?)",
+                "{} is not a regular file (a fifo or device?)",
                 path.display()
             );
         }
         if meta.len() > MAX_INDEX_BYTES {
             bail!("{} is larger than {MAX_INDEX_BYTES} bytes", path.display());
         }
-        let text = fs::read_to_string(&path)?;
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.read_to_end(&mut bytes)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
         Self::parse(&path, &text)
     }
 

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::fs;
 use crate::module::{self, ModuleIndex};
@@ -113,20 +113,26 @@ fn scan(dir: &Path, check_trees: bool) -> Result<Side> {
         bad_names: Vec::new(),
         warnings: Vec::new(),
     };
-    for os_name in fs::list_dir(dir)? {
+    // Entry types come from the directory listing itself (no stat per module).
+    let mut entries: Vec<(std::ffi::OsString, Option<std::fs::FileType>)> =
+        match std::fs::read_dir(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+            Ok(rd) => rd
+                .map(|e| e.map(|e| (e.file_name(), e.file_type().ok())))
+                .collect::<std::io::Result<_>>()
+                .with_context(|| format!("listing {}", dir.display()))?,
+        };
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (os_name, file_type) in entries {
         let path = dir.join(&os_name);
-        let is_dir = std::fs::symlink_metadata(&path)
-            .map(|m| m.is_dir())
-            .unwrap_or(false);
+        let is_dir = file_type.is_some_and(|t| t.is_dir());
+        let is_symlink = file_type.is_some_and(|t| t.is_symlink());
         let name = match os_name.to_str() {
             Some(n) if module::valid_name(n) => n.to_string(),
             _ => {
                 let shown = os_name.to_string_lossy().into_owned();
-                if is_dir
-                    || std::fs::symlink_metadata(&path)
-                        .map(|m| m.is_symlink())
-                        .unwrap_or(false)
-                {
+                if is_dir || is_symlink {
                     side.bad_names.push((
                         shown,
                         format!(
@@ -143,8 +149,7 @@ fn scan(dir: &Path, check_trees: bool) -> Result<Side> {
                 continue;
             }
         };
-        let meta = std::fs::symlink_metadata(&path);
-        if meta.as_ref().map(|m| m.is_file()).unwrap_or(false) {
+        if !is_dir && !is_symlink {
             side.warnings.push(format!(
                 "{} is not a module directory; skipped",
                 path.display()
@@ -152,7 +157,7 @@ fn scan(dir: &Path, check_trees: bool) -> Result<Side> {
             continue;
         }
         let result = (|| -> Result<ModuleIndex> {
-            if check_trees && !meta.as_ref().map(|m| m.is_dir()).unwrap_or(false) {
+            if check_trees && !is_dir {
                 anyhow::bail!("{} is not a directory (a symlink?)", path.display());
             }
             ModuleIndex::load(&path)
