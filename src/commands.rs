@@ -174,8 +174,11 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
         ));
     }
     let mut state = State::load(&layout.state_file())?;
-    state.updates_available = Some(plan.to_apply().count());
-    state.save()?;
+    let available = Some(plan.to_apply().count());
+    if state.updates_available != available {
+        state.updates_available = available;
+        state.save()?;
+    }
     let status = if plan.invalid_count() > 0 {
         log::error!("{} modules are invalid", plan.invalid_count());
         ExitStatus::Failure
