@@ -145,9 +145,10 @@ fn set_timeouts(url: &str) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let tls = url.starts_with("https://") || url.starts_with("http://");
-        if !tls && std::env::var_os("SSL_CERT_FILE").is_none() {
-            // Called once, before libgit2 starts any thread; entry points get a clean
-            // environment, so the variable reaches no module.
+        if !tls {
+            // Called once, before libgit2 starts any thread; no TLS peer is verified by this
+            // process, and entry points get a clean environment, so the variable reaches no
+            // module.
             std::env::set_var("SSL_CERT_FILE", "/dev/null");
         }
         // SAFETY: these only set global libgit2 options, before any network operation starts
