@@ -31,7 +31,9 @@ done
 if [ -z "${UPDATER_BIN:-}" ]; then
     echo "bench: building the release binary (cargo build --release)" >&2
     (cd "$top" && cargo build --release --quiet)
-    UPDATER_BIN="$top/target/release/updater"
+    target=${CARGO_TARGET_DIR:-$top/target}
+    case $target in /*) ;; *) target=$top/$target ;; esac
+    UPDATER_BIN="$target/release/updater"
 fi
 [ -x "$UPDATER_BIN" ] || { echo "bench: $UPDATER_BIN is not an executable" >&2; exit 1; }
 

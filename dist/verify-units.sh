@@ -3,7 +3,9 @@
 # pointed at a built binary first, since verify checks that the executable exists.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-bin=${UPDATER_BIN:-$here/../target/debug/updater}
+target=${CARGO_TARGET_DIR:-$here/../target}
+case $target in /*) ;; *) target=$here/../$target ;; esac
+bin=${UPDATER_BIN:-$target/debug/updater}
 [ -x "$bin" ] || cargo build -q --manifest-path "$here/../Cargo.toml"
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 tmp=$(mktemp -d)
