@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 
@@ -320,6 +320,3 @@ fn environment(
         ("UPDATER_MODULES_PATH".into(), s(&layout.root)),
     ]
 }
-
-/// Default timeout, re-exported for callers that run entries outside a plan (legacy mode).
-pub const DEFAULT_TIMEOUT: Duration = crate::module::DEFAULT_TIMEOUT;

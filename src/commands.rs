@@ -22,13 +22,15 @@ use crate::state::State;
 use crate::ExitStatus;
 
 /// An open run: the lock is held for as long as this lives.
-struct Session {
-    layout: Layout,
+pub(crate) struct Session {
+    pub(crate) layout: Layout,
     _lock: RunLock,
 }
 
-/// Takes the lock (creating `.updater/` first, nothing else), then repairs when `writes`.
-fn open(cfg: &Config, writes: bool) -> Result<Session> {
+/// Takes the lock (creating `.updater/` first, nothing else), then repairs when `writes`. Every
+/// command that touches the install root starts here, so none can skip the permission check or
+/// the repair.
+pub(crate) fn open(cfg: &Config, writes: bool) -> Result<Session> {
     let layout = Layout::new(&cfg.modules_path);
     if layout.root.exists() && !layout.root.is_dir() {
         bail!(
@@ -91,6 +93,7 @@ fn sync_and_plan(
     cfg: &Config,
     layout: &Layout,
     installed: Option<&GlobalIndex>,
+    state: &State,
 ) -> Result<(SyncedRepo, Plan)> {
     let url = cfg
         .repo_url
@@ -127,7 +130,7 @@ fn sync_and_plan(
     };
     let trust = git::TrustPolicy {
         allowed_signers,
-        last_applied: State::load(&layout.state_file())?.last_commit,
+        last_applied: state.last_commit.clone(),
         allow_rewind: cfg.allow_rewind,
     };
     let synced = git::sync(
@@ -163,7 +166,8 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
     let session = open(cfg, false)?;
     let layout = &session.layout;
     let installed = GlobalIndex::load(&layout.index())?;
-    let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref())?;
+    let mut state = State::load(&layout.state_file())?;
+    let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref(), &state)?;
     report::log_decisions(&plan);
     if cfg.json {
         report::print_json(&report::json_document(
@@ -173,7 +177,6 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
             &BTreeMap::new(),
         ));
     }
-    let mut state = State::load(&layout.state_file())?;
     let available = Some(plan.to_apply().count());
     if state.updates_available != available {
         state.updates_available = available;
@@ -198,7 +201,8 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     let session = open(cfg, true)?;
     let layout = &session.layout;
     let installed = GlobalIndex::load(&layout.index())?;
-    let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref())?;
+    let mut state = State::load(&layout.state_file())?;
+    let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref(), &state)?;
     report::log_decisions(&plan);
     let opts = ApplyOptions {
         jobs: cfg.jobs,
@@ -229,7 +233,6 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     }
     write_index(layout, &mut index)?;
 
-    let mut state = State::load(&layout.state_file())?;
     for (name, o) in &outcomes {
         let version = plan.get(name).and_then(|m| m.available.as_deref());
         state.record(name, o.result, version, o.error.as_deref());
@@ -272,19 +275,12 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
 fn write_index(layout: &Layout, index: &mut GlobalIndex) -> Result<()> {
     let previous: BTreeMap<String, String> = index.packages().into_iter().collect();
     let mut packages = Vec::new();
-    for os_name in fs::list_dir(&layout.modules())? {
-        let Some(name) = os_name.to_str().filter(|n| module::valid_name(n)) else {
-            continue;
-        };
-        let dir = layout.module(name);
-        if !dir.is_dir() {
-            continue;
-        }
-        match ModuleIndex::load(&dir) {
-            Ok(m) => packages.push((name.to_string(), m.version.to_string())),
+    for (name, index) in module::installed(&layout.modules())? {
+        match index {
+            Ok(m) => packages.push((name, m.version.to_string())),
             Err(e) => {
-                if let Some(v) = previous.get(name) {
-                    packages.push((name.to_string(), v.clone()));
+                if let Some(v) = previous.get(&name) {
+                    packages.push((name.clone(), v.clone()));
                 }
                 log::warn!("index entry of {name} kept as it was: {e:#}");
             }
@@ -301,15 +297,12 @@ pub fn status(cfg: &Config) -> Result<ExitStatus> {
     let layout = Layout::new(&cfg.modules_path);
     let state = State::load(&layout.state_file())?;
     let mut rows = Vec::new();
-    for os_name in fs::list_dir(&layout.modules())? {
-        let Some(name) = os_name.to_str().filter(|n| module::valid_name(n)) else {
-            continue;
-        };
-        let (version, enabled, error) = match ModuleIndex::load(&layout.module(name)) {
+    for (name, index) in module::installed(&layout.modules())? {
+        let (version, enabled, error) = match index {
             Ok(m) => (Some(m.version.to_string()), Some(m.enabled), None),
             Err(e) => (None, None, Some(format!("{e:#}"))),
         };
-        let last = state.modules.get(name);
+        let last = state.modules.get(&name);
         rows.push(json!({
             "name": name,
             "version": version,
@@ -318,7 +311,7 @@ pub fn status(cfg: &Config) -> Result<ExitStatus> {
             "last_time": last.map(|l| l.time.clone()),
             "last_error": last.and_then(|l| l.error.clone()),
             "error": error,
-            "has_backup": layout.backup_of(name).exists(),
+            "has_backup": layout.backup_of(&name).exists(),
         }));
     }
     if cfg.json {
@@ -452,9 +445,4 @@ pub fn rollback(cfg: &Config, name: &str) -> Result<ExitStatus> {
         kept.version
     );
     Ok(ExitStatus::Success)
-}
-
-/// Commands that later work will provide.
-pub fn not_implemented(what: &str) -> Result<ExitStatus> {
-    bail!("`updater {what}` is not implemented yet")
 }

@@ -564,21 +564,6 @@ fn clean_untracked(repo: &Repository) -> Result<()> {
     Ok(())
 }
 
-/// Whether `ancestor` is `descendant` or one of its ancestors, in the clone at `path`.
-pub fn is_ancestor(path: &Path, ancestor: &str, descendant: &str) -> Result<bool> {
-    let repo = Repository::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let a = Oid::from_str(ancestor).with_context(|| format!("bad commit id {ancestor}"))?;
-    let d = Oid::from_str(descendant).with_context(|| format!("bad commit id {descendant}"))?;
-    if a == d {
-        return Ok(true);
-    }
-    match repo.graph_descendant_of(d, a) {
-        Ok(b) => Ok(b),
-        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("comparing commits {ancestor} and {descendant}")),
-    }
-}
-
 /// Fails unless `path` holds a readable git repository (used by `doctor`).
 pub fn check_clone(path: &Path) -> Result<()> {
     let repo = Repository::open(path).with_context(|| format!("opening {}", path.display()))?;

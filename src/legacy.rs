@@ -28,10 +28,9 @@ use crate::apply;
 use crate::checksum;
 use crate::clock;
 use crate::config::Config;
-use crate::fs::{self, RunLock};
+use crate::fs;
 use crate::layout::Layout;
 use crate::module;
-use crate::recover;
 use crate::report::{self, SUCCESS_LINE};
 use crate::runner::{self, RunSpec};
 use crate::ExitStatus;
@@ -365,14 +364,14 @@ fn module_settings(dir: &Path) -> (Option<String>, Duration) {
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return (None, apply::DEFAULT_TIMEOUT)
+            return (None, module::DEFAULT_TIMEOUT)
         }
         Err(e) => {
             log::warn!(
                 "cannot read {}: {e}; using the default timeout",
                 path.display()
             );
-            return (None, apply::DEFAULT_TIMEOUT);
+            return (None, module::DEFAULT_TIMEOUT);
         }
     };
     let doc: Value = match serde_json::from_str(&text) {
@@ -382,21 +381,21 @@ fn module_settings(dir: &Path) -> (Option<String>, Duration) {
                 "{} is not valid JSON ({e}); using the default timeout",
                 path.display()
             );
-            return (None, apply::DEFAULT_TIMEOUT);
+            return (None, module::DEFAULT_TIMEOUT);
         }
     };
     let meta = doc.get("metadata");
     let timeout = match meta.and_then(|m| m.get("timeout_secs")) {
-        None | Some(Value::Null) => apply::DEFAULT_TIMEOUT,
+        None | Some(Value::Null) => module::DEFAULT_TIMEOUT,
         Some(v) => match v.as_u64() {
             Some(s) if s > 0 => Duration::from_secs(s),
             _ => {
                 log::warn!(
                     "{}: `metadata.timeout_secs` {v} is not a positive integer; using {}",
                     path.display(),
-                    apply::DEFAULT_TIMEOUT.as_secs()
+                    module::DEFAULT_TIMEOUT.as_secs()
                 );
-                apply::DEFAULT_TIMEOUT
+                module::DEFAULT_TIMEOUT
             }
         },
     };
@@ -578,15 +577,7 @@ pub fn run(cfg: &Config) -> Result<ExitStatus> {
     if !manifest_path.exists() {
         bail!("legacy manifest {} does not exist", manifest_path.display());
     }
-    if layout.root.exists() && !layout.root.is_dir() {
-        bail!(
-            "--modules-path {} is not a directory",
-            layout.root.display()
-        );
-    }
-    fs::create_dir_all(&layout.state_dir())?;
-    let _lock = RunLock::acquire(&layout.lock(), cfg.wait)?;
-    recover::recover(&layout).context("repairing what an interrupted run left")?;
+    let _session = crate::commands::open(cfg, true)?;
 
     let mut manifest = Manifest::load(&manifest_path)?;
     log::info!(

@@ -11,7 +11,7 @@ use anyhow::Result;
 
 use crate::fs;
 use crate::layout::Layout;
-use crate::module::{self, ModuleIndex};
+use crate::module;
 use crate::state::State;
 
 /// Escapes a label value (backslash, double quote, newline).
@@ -75,14 +75,11 @@ pub fn render(
         );
     }
     let mut installed = Vec::new();
-    for os_name in fs::list_dir(&layout.modules()).unwrap_or_default() {
-        let Some(name) = os_name.to_str().filter(|n| module::valid_name(n)) else {
-            continue;
-        };
-        if let Ok(m) = ModuleIndex::load(&layout.module(name)) {
+    for (name, index) in module::installed(&layout.modules()).unwrap_or_default() {
+        if let Ok(m) = index {
             installed.push(format!(
                 "{{module=\"{}\",version=\"{}\",enabled=\"{}\"}} 1",
-                label(name),
+                label(&name),
                 label(&m.version.to_string()),
                 m.enabled
             ));

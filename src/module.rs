@@ -29,6 +29,24 @@ pub fn valid_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
+/// The modules installed in `modules_dir`: every directory whose name is a module name, with its
+/// index or why it cannot be read, sorted by name. Other entries are not modules and are left
+/// out (`doctor` reports them). A missing directory holds no modules.
+pub fn installed(modules_dir: &Path) -> Result<Vec<(String, Result<ModuleIndex>)>> {
+    let mut out = Vec::new();
+    for os_name in fs::list_dir(modules_dir)? {
+        let Some(name) = os_name.to_str().filter(|n| valid_name(n)) else {
+            continue;
+        };
+        let dir = modules_dir.join(name);
+        if !dir.is_dir() {
+            continue;
+        }
+        out.push((name.to_string(), ModuleIndex::load(&dir)));
+    }
+    Ok(out)
+}
+
 /// A module's parsed `index.json`. The raw document is kept so rewrites keep every key.
 #[derive(Debug, Clone)]
 pub struct ModuleIndex {

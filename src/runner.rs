@@ -43,9 +43,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
-/// SPEC §5 default timeout of an entry point or health check.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
-
 /// `PATH` given to programs when the caller has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -2942,7 +2939,7 @@ mod tests {
         assert_eq!(short_duration(Duration::from_secs(2)), "2s");
         assert_eq!(short_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(short_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(short_duration(DEFAULT_TIMEOUT), "1800s");
+        assert_eq!(short_duration(crate::module::DEFAULT_TIMEOUT), "1800s");
         assert_eq!(one_line("a\n b\tc", 10), "a b c");
         assert_eq!(one_line("abcdefghijkl", 8), "abcde...");
         let err = io::Error::from_raw_os_error(13);

@@ -913,3 +913,28 @@ fn held_lock_exits_1_and_runs_nothing() {
     );
     assert!(ran(&root).is_empty());
 }
+
+#[test]
+fn a_world_writable_install_root_is_refused_as_root() {
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("note: skipping (it checks what updater refuses as root; `id -u` is not 0)");
+        return;
+    }
+    let root = InstallRoot::new();
+    root.write(
+        "manifest.json",
+        r#"{"updates": [{"name": "all_services", "children": []}]}"#,
+    );
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = updater_at(&root).arg("legacy").output().unwrap();
+    assert_eq!(code(&out), 1, "{}", dump(&out));
+    let text = all_output(&out);
+    assert!(
+        text.contains("refusing to run as root") && text.contains("writable"),
+        "{text}"
+    );
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = updater_at(&root).arg("legacy").output().unwrap();
+    assert_eq!(code(&out), 0, "{}", dump(&out));
+}
