@@ -101,13 +101,44 @@ pub fn examine(cfg: &Config) -> Vec<Finding> {
             "check the modules it names against their backups, then delete the journal",
         )),
     }
+    let journaled: Vec<String> = Journal::load(&layout.journal())
+        .map(|j| j.entries().into_keys().collect())
+        .unwrap_or_default();
     if let Ok(names) = fs::list_dir(&layout.staging()) {
         for n in names {
+            if journaled.iter().any(|j| n.to_str() == Some(j.as_str())) {
+                continue; // part of a pending repair, reported above
+            }
             out.push(finding(
                 format!("leftover staging {}", layout.staging().join(n).display()),
                 "run `updater sync`, which removes it",
             ));
         }
+    }
+    // What a repair could not finish and set aside.
+    for n in fs::list_dir(&layout.quarantine()).unwrap_or_default() {
+        let dir = layout.quarantine().join(&n);
+        let reason = std::fs::read_to_string(dir.join("reason.txt")).unwrap_or_default();
+        let module = reason
+            .lines()
+            .find_map(|l| l.strip_prefix("module: "))
+            .unwrap_or("?");
+        let error = reason
+            .lines()
+            .find_map(|l| l.strip_prefix("error: "))
+            .unwrap_or("unknown");
+        out.push(finding(
+            format!(
+                "the repair of an interrupted update of module {module} could not be finished ({error}); \
+                 what it left is kept in quarantine at {}",
+                dir.display()
+            ),
+            format!(
+                "compare {0}/tree (the copy found in staging) with modules/{module} and put back what you need, \
+                 restore {0}/paths (the module's backup_paths snapshot) if needed, then delete {0}",
+                dir.display()
+            ),
+        ));
     }
     // The index against the module directories.
     let mut installed: BTreeMap<String, String> = BTreeMap::new();

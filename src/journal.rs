@@ -41,6 +41,12 @@ pub struct Entry {
     /// The `backup_paths` snapshotted into staging (restored on rollback).
     #[serde(default)]
     pub backup_paths: Vec<PathBuf>,
+    /// Whether the working paths are `staging/<name>/{tree,paths,discard}` (this version). An
+    /// entry without it was written by the previous version, whose working paths were
+    /// `staging/<name>`, `staging/<name>.paths` and `staging/<name>.discard`; recovery still
+    /// finds them there.
+    #[serde(default)]
+    pub per_module_dir: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -120,11 +126,25 @@ impl Journal {
 /// Parses journal text; public for the property tests.
 fn parse(text: &str) -> Result<Doc> {
     let doc: Doc = serde_json::from_str(text)?;
-    // Names become paths during repair: anything but a module name is refused.
-    if let Some(bad) = doc.modules.keys().find(|n| !crate::module::valid_name(n)) {
+    // Names become paths during repair: anything but one path component of module-name
+    // characters is refused. Names longer than a module name may be (128 bytes) but within
+    // NAME_MAX were accepted by the previous version: they load, and recovery sets them aside.
+    if let Some(bad) = doc.modules.keys().find(|n| !journal_name(n)) {
         anyhow::bail!("{bad:?} is not a module name");
     }
     Ok(doc)
+}
+
+/// A module name of the previous version: module-name characters, at most 255 bytes.
+fn journal_name(name: &str) -> bool {
+    name.len() <= 255
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 /// Whether `text` is a readable journal (for `doctor` and the parser tests).
@@ -147,6 +167,7 @@ mod tests {
             new_ino: Some(42),
             had_old: true,
             backup_paths: vec![PathBuf::from("/etc/x")],
+            per_module_dir: true,
         };
         j.set("m", e.clone()).unwrap();
         assert_eq!(Journal::load(&p).unwrap().entries()["m"], e);

@@ -42,6 +42,14 @@ impl Layout {
     pub fn staging(&self) -> PathBuf {
         self.state_dir().join("staging")
     }
+    /// What recovery could not finish, set aside for a person (see `transaction::quarantine`).
+    pub fn quarantine(&self) -> PathBuf {
+        self.state_dir().join("quarantine")
+    }
+    /// The process groups of running entries (see `transaction::pgid_file`).
+    pub fn running(&self) -> PathBuf {
+        self.state_dir().join("running")
+    }
     pub fn backup(&self) -> PathBuf {
         self.state_dir().join("backup")
     }

@@ -18,14 +18,16 @@ pub const MAX_INDEX_BYTES: u64 = 4 << 20;
 /// Default `metadata.timeout_secs`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
-/// Whether `name` is a module name: `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 255 bytes.
+/// Whether `name` is a module name: `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 128 bytes
+/// (SPEC §3). The cap stays far below NAME_MAX (255) so that no working name built from a module
+/// name can exceed a kernel limit; longer names are invalid, reported and skipped.
 pub fn valid_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     match bytes.next() {
         Some(b) if b.is_ascii_alphanumeric() => {}
         _ => return false,
     }
-    name.len() <= 255
+    name.len() <= 128
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 

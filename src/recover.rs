@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::fault;
 use crate::fs;
@@ -23,6 +23,9 @@ pub struct Repaired {
     pub completed: Vec<String>,
     /// Leftover paths removed.
     pub removed: Vec<String>,
+    /// Modules whose repair could not be finished: what was found is kept in the directory
+    /// under `.updater/quarantine/` (reported by `doctor`), and the journal entry is gone.
+    pub quarantined: Vec<(String, PathBuf)>,
 }
 
 /// Describes what a repair would do, without doing it (for `check` and `doctor`).
@@ -42,7 +45,11 @@ pub fn pending(layout: &Layout) -> Result<Vec<String>> {
             ),
         })
         .collect();
+    let journaled = journal.entries();
     for name in fs::list_dir(&layout.staging())? {
+        if name.to_str().is_some_and(|n| journaled.contains_key(n)) {
+            continue;
+        }
         out.push(format!(
             "leftover staging {} will be removed",
             layout.staging().join(name).display()
@@ -73,20 +80,45 @@ pub fn recover(layout: &Layout) -> Result<Repaired> {
     let mut repaired = Repaired::default();
     for (name, entry) in journal.entries() {
         fault::point("recovering", &name);
-        if entry.step == Step::Committed {
-            transaction::finish_commit(layout, &name, &entry)?;
-            log::warn!(
-                "Completed the interrupted commit of module {name} ({})",
-                entry.version
-            );
-            repaired.completed.push(name.clone());
+        let result = if !crate::module::valid_name(&name) {
+            Err(anyhow::anyhow!(
+                "{name:?} is not a module name any more (longer than 128 bytes); it cannot be repaired in place"
+            ))
+        } else if entry.step == Step::Committed {
+            transaction::finish_commit(layout, &name, &entry)
         } else {
-            transaction::undo(layout, &name, &entry)?;
-            log::warn!(
-                "Repaired the interrupted update of module {name} to {}: its old copy is back; it will be retried",
-                entry.version
-            );
-            repaired.rolled_back.push(name.clone());
+            transaction::undo(layout, &name, &entry)
+        };
+        match result {
+            Ok(()) if entry.step == Step::Committed => {
+                log::warn!(
+                    "Completed the interrupted commit of module {name} ({})",
+                    entry.version
+                );
+                repaired.completed.push(name.clone());
+            }
+            Ok(()) => {
+                log::warn!(
+                    "Repaired the interrupted update of module {name} to {}: its old copy is back; it will be retried",
+                    entry.version
+                );
+                repaired.rolled_back.push(name.clone());
+            }
+            Err(e) => {
+                // Never retried forever: what is there is set aside for a person.
+                let dir =
+                    transaction::quarantine(layout, &name, &entry, &e).with_context(|| {
+                        format!(
+                            "setting aside the interrupted update of module {name} after: {e:#}"
+                        )
+                    })?;
+                log::error!(
+                    "Could not repair the interrupted update of module {name} to {}: {e:#}; what was left is kept in {} (see `updater doctor`)",
+                    entry.version,
+                    dir.display()
+                );
+                repaired.quarantined.push((name.clone(), dir));
+            }
         }
         journal.remove(&name)?;
     }

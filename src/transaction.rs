@@ -15,18 +15,58 @@ use crate::journal::{Entry, Journal, Step};
 use crate::layout::Layout;
 use crate::snapshot;
 
-/// `.updater/staging/<name>`: the incoming copy before the swap, the outgoing one after it.
-pub fn staged_dir(layout: &Layout, name: &str) -> PathBuf {
+/// `.updater/staging/<name>/`: the one directory holding every working path of module `name`'s
+/// transaction (LESSONS: never a suffix on a name the user controls, so no module's working paths
+/// can be another module's). Nothing but these per-module directories lives in `staging/`.
+pub fn work_dir(layout: &Layout, name: &str) -> PathBuf {
     layout.staging().join(name)
 }
 
-/// `.updater/staging/<name>.paths`: the snapshot of the module's `backup_paths`.
-pub fn paths_snapshot_dir(layout: &Layout, name: &str) -> PathBuf {
-    layout.staging().join(format!("{name}.paths"))
+/// `.updater/staging/<name>/tree`: the incoming copy before the swap, the outgoing one after it.
+pub fn staged_dir(layout: &Layout, name: &str) -> PathBuf {
+    work_dir(layout, name).join("tree")
 }
 
-fn discard_dir(layout: &Layout, name: &str) -> PathBuf {
-    layout.staging().join(format!("{name}.discard"))
+/// `.updater/staging/<name>/paths`: the snapshot of the module's `backup_paths`.
+pub fn paths_snapshot_dir(layout: &Layout, name: &str) -> PathBuf {
+    work_dir(layout, name).join("paths")
+}
+
+/// `.updater/running/<name>`: where the runner records the process group of the module's entry
+/// or health check while it runs (`runner::RunSpec::pgid_file`), so that the next run can kill
+/// what a SIGKILLed run left running (see `recover`). `running/` holds nothing else.
+pub fn pgid_file(layout: &Layout, name: &str) -> PathBuf {
+    layout.running().join(name)
+}
+
+/// The working paths of one journaled transaction. Entries written by the previous version
+/// (`per_module_dir: false`) used suffixed names next to each other in `staging/`; recovery
+/// still finds them there.
+struct Work {
+    tree: PathBuf,
+    paths: PathBuf,
+    discard: PathBuf,
+    /// The per-module directory (new layout), removed as a whole on clean-up.
+    dir: Option<PathBuf>,
+}
+
+fn work(layout: &Layout, name: &str, entry: &Entry) -> Work {
+    if entry.per_module_dir {
+        let dir = work_dir(layout, name);
+        Work {
+            tree: dir.join("tree"),
+            paths: dir.join("paths"),
+            discard: dir.join("discard"),
+            dir: Some(dir),
+        }
+    } else {
+        Work {
+            tree: layout.staging().join(name),
+            paths: layout.staging().join(format!("{name}.paths")),
+            discard: layout.staging().join(format!("{name}.discard")),
+            dir: None,
+        }
+    }
 }
 
 fn inode(path: &Path) -> Option<u64> {
@@ -61,6 +101,7 @@ impl<'a> Transaction<'a> {
             new_ino: None,
             had_old: fs::exists_no_follow(&installed),
             backup_paths: backup_paths.to_vec(),
+            per_module_dir: true,
         };
         journal.set(name, entry.clone())?;
         fault::point("journal_staging", name);
@@ -73,8 +114,9 @@ impl<'a> Transaction<'a> {
             done: false,
         };
         let staged = staged_dir(layout, name);
-        fs::create_dir_all(&layout.staging())?;
-        fs::remove_all(&staged)?;
+        let dir = work_dir(layout, name);
+        fs::remove_all(&dir)?;
+        fs::create_dir_all(&dir)?;
         fs::copy_tree(source, &staged, false).with_context(|| format!("staging module {name}"))?;
         if !backup_paths.is_empty() {
             snapshot::take(&paths_snapshot_dir(layout, name), backup_paths)
@@ -158,7 +200,7 @@ pub fn pre_run_copy(layout: &Layout, name: &str, entry: &Entry) -> Option<PathBu
     let installed = layout.module(name);
     let new_installed = entry.new_ino.is_some() && inode(&installed) == entry.new_ino;
     Some(if new_installed {
-        staged_dir(layout, name)
+        work(layout, name, entry).tree
     } else {
         installed
     })
@@ -168,50 +210,104 @@ pub fn pre_run_copy(layout: &Layout, name: &str, entry: &Entry) -> Option<PathBu
 /// restores the `backup_paths` snapshot when the entry may have run, and removes staging.
 /// Idempotent, so it serves both rollback and crash recovery.
 pub fn undo(layout: &Layout, name: &str, entry: &Entry) -> Result<()> {
-    let staged = staged_dir(layout, name);
+    let w = work(layout, name, entry);
     let installed = layout.module(name);
     let new_installed = entry.new_ino.is_some() && inode(&installed) == entry.new_ino;
     if new_installed {
-        if entry.had_old && fs::exists_no_follow(&staged) {
-            fs::exchange(&staged, &installed)?;
+        if entry.had_old && fs::exists_no_follow(&w.tree) {
+            fs::exchange(&w.tree, &installed)?;
         } else {
-            let discard = discard_dir(layout, name);
-            fs::remove_all(&discard)?;
-            fs::rename(&installed, &discard)?;
+            fs::remove_all(&w.discard)?;
+            fs::rename(&installed, &w.discard)?;
         }
     }
-    if entry.step != Step::Staging && !entry.backup_paths.is_empty() {
-        let snap = paths_snapshot_dir(layout, name);
-        if snap.exists() {
-            snapshot::restore(&snap, &entry.backup_paths)
-                .with_context(|| format!("restoring the backup_paths of module {name}"))?;
-        }
+    if entry.step != Step::Staging && !entry.backup_paths.is_empty() && w.paths.exists() {
+        snapshot::restore(&w.paths, &entry.backup_paths)
+            .with_context(|| format!("restoring the backup_paths of module {name}"))?;
     }
-    cleanup_staging(layout, name)
+    cleanup(&w)
 }
 
 /// Completes a commit: the old copy (in staging) replaces the module's previous backup, and the
 /// snapshot is dropped. Idempotent.
 pub fn finish_commit(layout: &Layout, name: &str, entry: &Entry) -> Result<()> {
-    let staged = staged_dir(layout, name);
-    let is_old_copy = fs::exists_no_follow(&staged) && inode(&staged) != entry.new_ino;
+    let w = work(layout, name, entry);
+    let is_old_copy = fs::exists_no_follow(&w.tree) && inode(&w.tree) != entry.new_ino;
     if is_old_copy {
         let backup = layout.backup_of(name);
         fs::create_dir_all(&layout.backup())?;
-        let discard = discard_dir(layout, name);
-        fs::remove_all(&discard)?;
+        fs::remove_all(&w.discard)?;
         if fs::exists_no_follow(&backup) {
-            fs::rename(&backup, &discard)?;
+            fs::rename(&backup, &w.discard)?;
         }
-        fs::rename(&staged, &backup)?;
+        fs::rename(&w.tree, &backup)?;
         fault::point("backup_kept", name);
     }
-    cleanup_staging(layout, name)
+    cleanup(&w)
 }
 
-fn cleanup_staging(layout: &Layout, name: &str) -> Result<()> {
-    fs::remove_all(&staged_dir(layout, name))?;
-    fs::remove_all(&paths_snapshot_dir(layout, name))?;
-    fs::remove_all(&discard_dir(layout, name))?;
-    Ok(())
+fn cleanup(w: &Work) -> Result<()> {
+    match &w.dir {
+        Some(dir) => {
+            fs::remove_all(dir)?;
+            fs::sync_parent(dir)
+        }
+        None => {
+            fs::remove_all(&w.tree)?;
+            fs::remove_all(&w.paths)?;
+            fs::remove_all(&w.discard)
+        }
+    }
+}
+
+/// Sets aside what recovery could not finish for module `name` (LESSONS: a recovery that can
+/// always finish): its working paths are moved into a new `.updater/quarantine/<time>-<n>/`
+/// (as `tree`, `paths`, `discard`), with a `reason.txt` naming the module, the journal entry and
+/// the error. The caller then removes the journal entry; `doctor` reports the directory until a
+/// person deletes it. Returns the directory.
+pub fn quarantine(
+    layout: &Layout,
+    name: &str,
+    entry: &Entry,
+    why: &anyhow::Error,
+) -> Result<PathBuf> {
+    let base = layout.quarantine();
+    fs::create_dir_all(&base)?;
+    let stamp = chrono_free_stamp();
+    let mut n = 0u32;
+    let dir = loop {
+        let d = base.join(format!("{stamp}-{n}"));
+        match std::fs::symlink_metadata(&d) {
+            Err(_) => break d,
+            Ok(_) => n += 1,
+        }
+    };
+    fs::create_dir_all(&dir)?;
+    let w = work(layout, name, entry);
+    for (from, to) in [
+        (&w.tree, "tree"),
+        (&w.paths, "paths"),
+        (&w.discard, "discard"),
+    ] {
+        if fs::exists_no_follow(from) {
+            fs::rename(from, &dir.join(to))?;
+        }
+    }
+    let reason = format!(
+        "module: {name}\nerror: {why:#}\njournal entry: {}\n",
+        serde_json::to_string(entry).unwrap_or_default()
+    );
+    fs::write_atomic(&dir.join("reason.txt"), reason.as_bytes())?;
+    if let Some(d) = &w.dir {
+        fs::remove_all(d)?;
+    }
+    Ok(dir)
+}
+
+/// Seconds since the epoch, for quarantine directory names (sortable, short, no locale).
+fn chrono_free_stamp() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -958,7 +958,11 @@ fn random_sigkills_never_leave_a_torn_module_and_a_clean_run_converges() {
                     allowed.push(CONF_BROKEN.to_string());
                 }
             }
-            let staged = root.state_dir().join("staging").join(&backup_mod);
+            let staged = root
+                .state_dir()
+                .join("staging")
+                .join(&backup_mod)
+                .join("tree");
             if let Some(sv) = module_major(&staged) {
                 allowed.push(conf_for(sv));
             }

