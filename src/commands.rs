@@ -137,7 +137,11 @@ fn sync_and_plan(
         &url,
         branch.as_deref(),
         &local,
-        &SyncOptions { progress, trust },
+        &SyncOptions {
+            progress,
+            trust,
+            default_clone: local == layout.default_clone(),
+        },
     )
     .with_context(|| format!("syncing the updates repository {url}"))?;
     log::info!(

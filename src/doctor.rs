@@ -229,7 +229,14 @@ pub fn examine(cfg: &Config) -> Vec<Finding> {
         .local_repo
         .clone()
         .unwrap_or_else(|| layout.default_clone());
-    if clone.exists() {
+    let default_clone = clone == layout.default_clone();
+    if let Some(why) = git::refuse_foreign_clone(&clone, default_clone) {
+        out.push(finding(
+            why,
+            "leave your own checkout alone: pass an absent or empty directory as --local-repo, \
+             or leave the option out to use the default clone",
+        ));
+    } else if fs::exists_no_follow(&clone) && !fs::list_dir(&clone).is_ok_and(|l| l.is_empty()) {
         if let Err(e) = git::check_clone(&clone) {
             out.push(finding(
                 format!(

@@ -36,6 +36,55 @@ pub struct SyncOptions {
     pub progress: bool,
     /// Checks a new remote tip must pass before the work tree moves to it (SPEC §9).
     pub trust: TrustPolicy,
+    /// Whether `local` is the default clone, `<modules-path>/.updater/repo`: updater's own, so
+    /// it is marked when unmarked and cloned again when broken. Any other non-empty path must
+    /// carry updater's mark ([`MANAGED_KEY`]) or is refused.
+    pub default_clone: bool,
+}
+
+/// The git config key (in the clone's own `.git/config`) that marks a clone updater created.
+/// Only such a clone (or the default one) is ever reset, cleaned or re-pointed.
+pub const MANAGED_KEY: &str = "updater.managed";
+
+/// Whether the repository at `path` carries updater's mark in its own config.
+pub fn is_managed(path: &Path) -> bool {
+    Repository::open(path)
+        .and_then(|r| r.config())
+        .and_then(|c| c.open_level(git2::ConfigLevel::Local))
+        .and_then(|c| c.get_bool(MANAGED_KEY))
+        .unwrap_or(false)
+}
+
+fn mark_managed(repo: &Repository, path: &Path) -> Result<()> {
+    repo.config()
+        .and_then(|c| c.open_level(git2::ConfigLevel::Local))
+        .and_then(|mut c| c.set_bool(MANAGED_KEY, true))
+        .with_context(|| {
+            format!(
+                "marking {} as updater's clone ({MANAGED_KEY})",
+                path.display()
+            )
+        })
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+        && fs::list_dir(path).is_ok_and(|l| l.is_empty())
+}
+
+/// Why `local` may not be used as the clone, if so: a non-empty path that is neither the
+/// default clone nor marked as updater's (a person's own checkout must never be reset).
+pub fn refuse_foreign_clone(local: &Path, default_clone: bool) -> Option<String> {
+    if default_clone || !fs::exists_no_follow(local) || is_empty_dir(local) || is_managed(local) {
+        return None;
+    }
+    Some(format!(
+        "{} is not a clone updater made (its .git/config has no {MANAGED_KEY} = true); refusing \
+         to use it as --local-repo, because a sync rewrites its origin, resets it hard and removes \
+         untracked files; nothing was changed (pass an absent or empty directory, or leave \
+         --local-repo out to use the default clone)",
+        local.display()
+    ))
 }
 
 /// What a new remote commit must satisfy before it is used.
@@ -171,17 +220,17 @@ pub fn sync(
     opts: &SyncOptions,
 ) -> Result<SyncedRepo> {
     set_timeouts(url);
-    if fs::exists_no_follow(local) {
+    if let Some(why) = refuse_foreign_clone(local, opts.default_clone) {
+        bail!(why);
+    }
+    if fs::exists_no_follow(local) && !is_empty_dir(local) {
         match update_existing(url, branch, local, opts) {
             Ok(synced) => return Ok(synced),
             Err(SyncFailure::Remote(e)) => return Err(e),
             Err(SyncFailure::Local(e)) => {
-                if !looks_like_clone(local) {
-                    return Err(e.context(format!(
-                        "{} exists but is not a git clone; refusing to replace it (choose another --local-repo or remove it)",
-                        local.display()
-                    )));
-                }
+                // Only updater's own clones get here (see `refuse_foreign_clone`): a broken
+                // one (no .git, a file, a corrupt repository) is replaced by a new clone, and
+                // only once that clone is complete.
                 log::warn!(
                     "the local clone {} is unusable ({e:#}); cloning it again",
                     local.display()
@@ -196,10 +245,6 @@ pub fn sync(
 enum SyncFailure {
     Remote(anyhow::Error),
     Local(anyhow::Error),
-}
-
-fn looks_like_clone(path: &Path) -> bool {
-    path.join(".git").exists() || fs::list_dir(path).map(|l| l.is_empty()).unwrap_or(false)
 }
 
 fn is_remote_error(e: &git2::Error) -> bool {
@@ -230,6 +275,10 @@ fn update_existing(
             "{} is a bare repository",
             local.display()
         )));
+    }
+    if !is_managed(local) {
+        // The default clone of the previous version: updater's own, marked now.
+        mark_managed(&repo, local).map_err(SyncFailure::Local)?;
     }
     // Follow a changed --repo-url.
     let current = repo
@@ -273,6 +322,7 @@ fn fresh_clone(
         .with_context(|| format!("initialising a clone in {}", tmp.path().display()))?;
     repo.remote(REMOTE, url)
         .with_context(|| format!("adding remote {url} to {}", tmp.path().display()))?;
+    mark_managed(&repo, tmp.path())?;
     let synced = match fetch_and_reset(&repo, url, branch, tmp.path(), opts) {
         Ok(s) => s,
         Err(SyncFailure::Remote(e)) | Err(SyncFailure::Local(e)) => return Err(e),

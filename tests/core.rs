@@ -191,3 +191,148 @@ fn a_repair_that_cannot_complete_is_quarantined_and_the_module_is_retried() {
 fn mode_of(p: &Path) -> u32 {
     fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
+
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.org")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.org")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Every file under `dir` (including `.git/`) with its bytes.
+fn tree_bytes(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() {
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// #3: `--local-repo` pointed at a person's own checkout (another origin, local commits, an
+/// untracked file) is refused with a clear message, and not one byte of it changes.
+#[test]
+fn a_local_repo_updater_did_not_create_is_refused_and_left_untouched() {
+    let repo = UpdatesRepo::with_modules(1);
+    let root = InstallRoot::new();
+    let home = tempfile::tempdir().unwrap();
+    let mine = home.path().join("my-work");
+    let out = std::process::Command::new("git")
+        .args(["clone", "-q", &repo.url()])
+        .arg(&mine)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    fs::write(mine.join("unsaved-notes.txt"), "my work").unwrap();
+    git_in(
+        &mine,
+        &[
+            "remote",
+            "set-url",
+            "origin",
+            "https://example.org/mine.git",
+        ],
+    );
+    let before = tree_bytes(&mine);
+    let local = mine.to_str().unwrap();
+    for cmd in ["check", "sync"] {
+        let out = go(updater(&root, &repo), &["--local-repo", local, cmd]);
+        assert_code(&out, 1);
+        assert!(
+            all_output(&out).contains("not a clone updater made"),
+            "{}",
+            dump(&out)
+        );
+        assert_eq!(tree_bytes(&mine), before, "{cmd} changed the checkout");
+    }
+    let doctor = go(updater(&root, &repo), &["--local-repo", local, "doctor"]);
+    assert!(
+        stdout_of(&doctor).contains("not a clone updater made"),
+        "{}",
+        dump(&doctor)
+    );
+}
+
+/// #3: a clone updater made at `--local-repo` carries its mark and keeps working; so does the
+/// default clone of the previous version (unmarked), which is marked on its next sync.
+#[test]
+fn clones_updater_made_keep_working_and_an_unmarked_default_clone_is_adopted() {
+    let repo = UpdatesRepo::with_modules(1);
+    let root = InstallRoot::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let clone = elsewhere.path().join("clone");
+    let local = clone.to_str().unwrap();
+    assert_code(
+        &go(updater(&root, &repo), &["--local-repo", local, "sync"]),
+        0,
+    );
+    assert_eq!(
+        git_in(&clone, &["config", "--local", "updater.managed"]),
+        "true"
+    );
+    assert_code(
+        &go(updater(&root, &repo), &["--local-repo", local, "sync"]),
+        0,
+    );
+
+    let root2 = InstallRoot::new();
+    assert_code(&go(updater(&root2, &repo), &["sync"]), 0);
+    git_in(
+        &root2.clone_dir(),
+        &["config", "--local", "--unset", "updater.managed"],
+    );
+    assert_code(&go(updater(&root2, &repo), &["sync"]), 0);
+    assert_eq!(
+        git_in(
+            &root2.clone_dir(),
+            &["config", "--local", "updater.managed"]
+        ),
+        "true"
+    );
+}
+
+/// #4: the default clone without `.git`, or replaced by a file, is updater's own: it is cloned
+/// again and the sync goes on (before, every sync failed while doctor advised a sync).
+#[test]
+fn a_broken_default_clone_is_cloned_again() {
+    let repo = UpdatesRepo::with_modules(1);
+    let root = InstallRoot::new();
+    assert_code(&go(updater(&root, &repo), &["sync"]), 0);
+    fs::remove_dir_all(root.clone_dir().join(".git")).unwrap();
+    let doctor = go(updater(&root, &repo), &["doctor"]);
+    assert!(
+        stdout_of(&doctor).contains("clones it again"),
+        "{}",
+        dump(&doctor)
+    );
+    let out = go(updater(&root, &repo), &["sync"]);
+    assert_code(&out, 0);
+    assert!(root.clone_dir().join(".git").is_dir());
+
+    fs::remove_dir_all(root.clone_dir()).unwrap();
+    fs::write(root.clone_dir(), "not a clone").unwrap();
+    let out = go(updater(&root, &repo), &["check"]);
+    assert_code(&out, 0);
+    assert!(root.clone_dir().join(".git").is_dir());
+    assert_code(&go(updater(&root, &repo), &["doctor"]), 0);
+}
