@@ -32,6 +32,7 @@ pub(crate) struct Session {
 /// the repair.
 pub(crate) fn open(cfg: &Config, writes: bool) -> Result<Session> {
     let layout = Layout::new(&cfg.modules_path);
+    fs::restrict_umask();
     if layout.root.exists() && !layout.root.is_dir() {
         bail!(
             "--modules-path {} is not a directory",

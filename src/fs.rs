@@ -69,9 +69,24 @@ pub fn write_json_atomic(path: &Path, value: &serde_json::Value) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-/// `mkdir -p`, naming the path on failure.
+/// `mkdir -p` with mode 0755 for every directory it creates (whatever the umask: see
+/// [`restrict_umask`]), naming the path on failure.
 pub fn create_dir_all(path: &Path) -> Result<()> {
-    fs::create_dir_all(path).with_context(|| format!("creating directory {}", path.display()))
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+        .with_context(|| format!("creating directory {}", path.display()))
+}
+
+/// Adds group and other write to the process umask (never loosens it), so that nothing this
+/// process or its libraries (libgit2's clone) or its entry points create is writable by other
+/// users: under umask 000 updater would otherwise create 0777 directories that its own root
+/// check then refuses forever (LESSONS: what we create we must accept).
+pub fn restrict_umask() {
+    let current = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    rustix::process::umask(current | rustix::fs::Mode::from_raw_mode(0o022));
 }
 
 /// Renames `from` to `to` and syncs the parent directories of both.

@@ -336,3 +336,58 @@ fn a_broken_default_clone_is_cloned_again() {
     assert!(root.clone_dir().join(".git").is_dir());
     assert_code(&go(updater(&root, &repo), &["doctor"]), 0);
 }
+
+/// Paths under `dir` (directories and files, not symlinks) that other users may write to.
+fn group_or_world_writable(dir: &Path) -> Vec<String> {
+    let mut bad = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).unwrap();
+        if m.file_type().is_symlink() {
+            continue;
+        }
+        if m.permissions().mode() & 0o022 != 0 {
+            bad.push(format!(
+                "{} {:o}",
+                p.display(),
+                m.permissions().mode() & 0o7777
+            ));
+        }
+        if m.is_dir() {
+            stack.extend(fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        }
+    }
+    bad
+}
+
+/// #10: under umask 000 every directory and file updater (and libgit2, and the entry points it
+/// runs) creates is still 0755/0644-like, so the next run, as root, accepts what the first made.
+#[test]
+fn under_umask_000_nothing_created_is_group_or_world_writable_and_the_next_run_works() {
+    let repo = UpdatesRepo::with_modules(2);
+    let home = tempfile::tempdir().unwrap();
+    let root = home.path().join("install");
+    let umask_run = |cmd: &str| {
+        let mut c = std::process::Command::new("sh");
+        isolate_env(&mut c, home.path());
+        c.arg("-c")
+            .arg("umask 000; exec \"$0\" \"$@\"")
+            .arg(updater_bin())
+            .arg("--modules-path")
+            .arg(&root)
+            .arg("--repo-url")
+            .arg(repo.url())
+            .arg(cmd)
+            .env_remove("UPDATER_CRASH_AT")
+            .current_dir(home.path());
+        c.output().unwrap()
+    };
+    let out = umask_run("sync");
+    assert_code(&out, 0);
+    let bad = group_or_world_writable(&root);
+    assert!(bad.is_empty(), "created writable by others: {bad:#?}");
+    assert!(root.join(".updater/repo/.git").is_dir());
+    let again = umask_run("sync");
+    assert_code(&again, 0);
+    assert_code(&umask_run("check"), 0);
+}
