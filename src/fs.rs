@@ -29,6 +29,20 @@ pub fn read_to_string(path: &Path) -> Result<String> {
     fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// The error of opening `path` without following a final symlink (`O_NOFOLLOW`), worded for
+/// what happened: missing, a symlink (refused), or the system's own reason.
+pub fn open_error(path: &Path, e: std::io::Error) -> anyhow::Error {
+    match e.raw_os_error() {
+        Some(libc_enoent) if libc_enoent == rustix::io::Errno::NOENT.raw_os_error() => {
+            anyhow::anyhow!("{} is missing", path.display())
+        }
+        Some(eloop) if eloop == rustix::io::Errno::LOOP.raw_os_error() => {
+            anyhow::anyhow!("{} is a symlink, which is refused", path.display())
+        }
+        _ => anyhow::Error::new(e).context(format!("reading {}", path.display())),
+    }
+}
+
 /// Writes `contents` to `path` atomically and durably: a temp file in the same directory is
 /// written and synced, renamed over `path`, and the directory is synced. A crash leaves either
 /// the old file or the new one, never a torn one. The file mode of an existing file is kept.
@@ -39,26 +53,40 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     };
     create_dir_all(&dir)?;
     let mode = fs::metadata(path).map(|m| m.permissions().mode()).ok();
+    // Every error names the destination: the temporary name means nothing to a reader.
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(&dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        .with_context(|| {
+            format!(
+                "writing {}: creating a temporary file in {}",
+                path.display(),
+                dir.display()
+            )
+        })?;
+    let tmp_shown = tmp_name(&tmp);
+    let through = |what: &str| format!("{what} {} (through {tmp_shown})", path.display());
     tmp.write_all(contents)
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
-    if let Some(mode) = mode {
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
-            .with_context(|| format!("setting the mode of {}", tmp.path().display()))?;
-    } else {
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))
-            .with_context(|| format!("setting the mode of {}", tmp.path().display()))?;
-    }
+        .with_context(|| through("writing"))?;
+    fs::set_permissions(
+        tmp.path(),
+        fs::Permissions::from_mode(mode.unwrap_or(0o644)),
+    )
+    .with_context(|| through("setting the mode of"))?;
     tmp.as_file()
         .sync_all()
-        .with_context(|| format!("syncing {}", tmp.path().display()))?;
+        .with_context(|| through("syncing"))?;
     tmp.persist(path)
         .map_err(|e| e.error)
         .with_context(|| format!("renaming a temporary file onto {}", path.display()))?;
     sync_path(&dir)
+}
+
+fn tmp_name(tmp: &tempfile::NamedTempFile) -> String {
+    tmp.path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Writes a value as pretty JSON (with a trailing newline) atomically, see [`write_atomic`].

@@ -122,6 +122,14 @@ pub fn normalize_url(url: &str) -> String {
     }
 }
 
+/// The filesystem path a plain-path or `file://` URL names (None for network URLs).
+fn local_path_of(url: &str) -> Option<PathBuf> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        return Some(PathBuf::from(rest));
+    }
+    (!url.contains("://") && !is_scp_like(url)).then(|| PathBuf::from(url))
+}
+
 /// `user@host:path` (scp-like ssh syntax): a colon before any slash.
 fn is_scp_like(url: &str) -> bool {
     if url.contains("://") {
@@ -220,6 +228,14 @@ pub fn sync(
     opts: &SyncOptions,
 ) -> Result<SyncedRepo> {
     set_timeouts(url);
+    if let Some(path) = local_path_of(url) {
+        if !path.exists() {
+            bail!(
+                "the repository path {} does not exist (--repo-url takes a URL or the path of a git repository)",
+                path.display()
+            );
+        }
+    }
     if let Some(why) = refuse_foreign_clone(local, opts.default_clone) {
         bail!(why);
     }
@@ -355,6 +371,15 @@ fn fetch_and_reset(
         let conn = remote
             .connect_auth(Direction::Fetch, Some(callbacks(false)), None)
             .map_err(|e| remote_err(e, format!("connecting to {url}")))?;
+        let listed = conn
+            .list()
+            .map_err(|e| remote_err(e, format!("listing the branches of {url}")))?;
+        if !listed.iter().any(|h| h.name().starts_with("refs/heads/")) {
+            return Err(SyncFailure::Remote(anyhow!(
+                "the repository {url} has no commits (no branch{} exists yet)",
+                branch.map(|b| format!(" '{b}'")).unwrap_or_default()
+            )));
+        }
         let branch = match branch {
             Some(b) => b.to_string(),
             None => {

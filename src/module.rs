@@ -83,7 +83,7 @@ impl ModuleIndex {
                     | rustix::fs::OFlags::NONBLOCK.bits() as i32,
             )
             .open(&path)
-            .with_context(|| format!("reading {} (a symlink is refused)", path.display()))?;
+            .map_err(|e| fs::open_error(&path, e))?;
         let meta = file
             .metadata()
             .with_context(|| format!("reading {}", path.display()))?;

@@ -391,3 +391,92 @@ fn under_umask_000_nothing_created_is_group_or_world_writable_and_the_next_run_w
     assert_code(&again, 0);
     assert_code(&umask_run("check"), 0);
 }
+
+/// #19: a `--repo-url` path that does not exist says so (not "unsupported URL protocol").
+#[test]
+fn a_repo_url_path_that_does_not_exist_is_named_as_missing() {
+    let root = InstallRoot::new();
+    let missing = root.home.path().join("no-such-repo");
+    let mut cmd = updater_at(&root);
+    cmd.arg("--repo-url").arg(&missing);
+    let out = go(cmd, &["check"]);
+    assert_code(&out, 1);
+    let text = all_output(&out);
+    assert!(
+        text.contains(&format!("{} does not exist", missing.display())),
+        "{}",
+        dump(&out)
+    );
+    assert!(!text.contains("unsupported URL protocol"), "{}", dump(&out));
+}
+
+/// #19: an empty repository (no commits) says it has no commits, not "no error; code=NotFound".
+#[test]
+fn an_empty_repository_is_reported_as_having_no_commits() {
+    let root = InstallRoot::new();
+    let empty = root.home.path().join("empty.git");
+    let out = std::process::Command::new("git")
+        .args(["init", "-q", "--bare"])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for extra in [&[][..], &["--branch", "main"][..]] {
+        let mut cmd = updater_at(&root);
+        cmd.arg("--repo-url").arg(&empty).args(extra);
+        let out = go(cmd, &["check"]);
+        assert_code(&out, 1);
+        let text = all_output(&out);
+        assert!(text.contains("has no commits"), "{}", dump(&out));
+        assert!(!text.contains("code=NotFound"), "{}", dump(&out));
+    }
+}
+
+/// #19: when an atomic write fails (here: RLIMIT_FSIZE, as on a full disk), the error names the
+/// file being written (`modules/m/index.json`), not only its temporary name.
+#[test]
+fn a_failed_atomic_write_names_its_destination() {
+    let repo = UpdatesRepo::new();
+    repo.add_module("m", "1.0.0");
+    repo.set_metadata("m", "description", json!("x".repeat(2000)));
+    repo.commit("v1");
+    let root = InstallRoot::new();
+    assert_code(&go(updater(&root, &repo), &["sync"]), 0);
+    let before = fs::read(root.module_dir("m").join("index.json")).unwrap();
+    let mut c = std::process::Command::new("sh");
+    isolate_env(&mut c, root.home.path());
+    c.arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 1; exec \"$0\" \"$@\"")
+        .arg(updater_bin())
+        .arg("--modules-path")
+        .arg(root.path())
+        .args(["disable", "m"])
+        .current_dir(root.home.path());
+    let out = c.output().unwrap();
+    assert_ne!(code(&out), 0, "{}", dump(&out));
+    let want = root.module_dir("m").join("index.json");
+    assert!(
+        all_output(&out).contains(&want.display().to_string()),
+        "{}",
+        dump(&out)
+    );
+    assert_eq!(
+        fs::read(&want).unwrap(),
+        before,
+        "the file must be untouched"
+    );
+}
+
+/// #19: an installed module without index.json is reported as missing it (not as a refused
+/// symlink).
+#[test]
+fn a_missing_module_index_is_reported_as_missing() {
+    let repo = UpdatesRepo::with_modules(1);
+    let root = InstallRoot::new();
+    assert_code(&go(updater(&root, &repo), &["sync"]), 0);
+    fs::remove_file(root.module_dir("m00").join("index.json")).unwrap();
+    let out = go(updater(&root, &repo), &["doctor"]);
+    let text = all_output(&out);
+    assert!(text.contains("index.json is missing"), "{}", dump(&out));
+    assert!(!text.contains("symlink"), "{}", dump(&out));
+}
