@@ -108,6 +108,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub allow_rewind: bool,
 
+    /// Give up git network work (clone, fetch) that takes longer than SECS in all [default: 600]
+    #[arg(long, global = true, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub git_timeout: Option<u64>,
+
     /// Write Prometheus metrics (node_exporter textfile format) to PATH after the run
     #[arg(long, global = true, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
@@ -212,6 +217,7 @@ impl Cli {
             allowed_signers: g.allowed_signers.map(absolute),
             allow_rewind: g.allow_rewind,
             metrics_file: g.metrics_file.map(absolute),
+            git_timeout: std::time::Duration::from_secs(g.git_timeout.unwrap_or(600)),
         })
     }
 }

@@ -142,6 +142,7 @@ fn sync_and_plan(
             progress,
             trust,
             default_clone: local == layout.default_clone(),
+            timeout: Some(cfg.git_timeout),
         },
     )
     .with_context(|| format!("syncing the updates repository {url}"))?;

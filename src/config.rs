@@ -72,4 +72,6 @@ pub struct Config {
     pub allow_rewind: bool,
     /// Write a Prometheus textfile-collector file after the run.
     pub metrics_file: Option<PathBuf>,
+    /// The total time git network work may take (`--git-timeout`, default 10 min).
+    pub git_timeout: std::time::Duration,
 }

@@ -30,7 +30,7 @@ pub struct SyncedRepo {
 }
 
 /// Options for [`sync`].
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SyncOptions {
     /// Show transfer progress on stderr.
     pub progress: bool,
@@ -40,7 +40,13 @@ pub struct SyncOptions {
     /// it is marked when unmarked and cloned again when broken. Any other non-empty path must
     /// carry updater's mark ([`MANAGED_KEY`]) or is refused.
     pub default_clone: bool,
+    /// The total time the sync may take ([`DEFAULT_TIMEOUT`] when None): a server that trickles
+    /// bytes cannot keep a run (and its lock) alive forever.
+    pub timeout: Option<std::time::Duration>,
 }
+
+/// The default total time of a sync's git work (`--git-timeout`).
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The git config key (in the clone's own `.git/config`) that marks a clone updater created.
 /// Only such a clone (or the default one) is ever reset, cleaned or re-pointed.
@@ -88,7 +94,7 @@ pub fn refuse_foreign_clone(local: &Path, default_clone: bool) -> Option<String>
 }
 
 /// What a new remote commit must satisfy before it is used.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct TrustPolicy {
     /// When set, the tip must carry an SSH signature by one of these signers.
     pub allowed_signers: Option<AllowedSigners>,
@@ -175,24 +181,37 @@ fn callbacks<'a>(progress: bool) -> RemoteCallbacks<'a> {
              through an SSH agent or a git credential helper"
         )))
     });
-    if progress {
-        cb.transfer_progress(|p| {
-            if p.total_objects() > 0 {
-                eprint!(
-                    "\rReceiving objects: {:3}% ({}/{}), {} KiB",
-                    p.received_objects() * 100 / p.total_objects(),
-                    p.received_objects(),
-                    p.total_objects(),
-                    p.received_bytes() / 1024
-                );
-                if p.received_objects() == p.total_objects() {
-                    eprintln!();
-                }
+    // Past the sync's deadline, any transfer that still makes progress is stopped here.
+    cb.sideband_progress(|_| !past_deadline());
+    cb.transfer_progress(move |p| {
+        if past_deadline() {
+            return false;
+        }
+        if progress && p.total_objects() > 0 {
+            eprint!(
+                "\rReceiving objects: {:3}% ({}/{}), {} KiB",
+                p.received_objects() * 100 / p.total_objects(),
+                p.received_objects(),
+                p.total_objects(),
+                p.received_bytes() / 1024
+            );
+            if p.received_objects() == p.total_objects() {
+                eprintln!();
             }
-            true
-        });
-    }
+        }
+        true
+    });
     cb
+}
+
+thread_local! {
+    /// The deadline of the sync running on this thread (see [`sync`]).
+    static DEADLINE: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+fn past_deadline() -> bool {
+    DEADLINE.with(|d| d.get().is_some_and(|t| std::time::Instant::now() >= t))
 }
 
 /// Sets libgit2's network timeouts once, so a dead server cannot hang a timer-driven run. When
@@ -221,12 +240,72 @@ fn set_timeouts(url: &str) {
 /// clones when absent, else fetches and hard-resets, removing stray edits and untracked files.
 /// A clone that is not a usable repository is cloned again (with a warning); a directory that
 /// is not a clone at all is refused, never deleted.
+///
+/// The whole sync runs on a worker thread under a total deadline (`opts.timeout`): past it, the
+/// transfer callbacks stop the transfer, and if libgit2 is blocked where no callback runs (a
+/// server trickling its ref advertisement), the sync returns an error naming the remote at once;
+/// the caller then ends the run (the lock is released when the process exits, the worker with
+/// it), and the next run's repair removes a half-made clone.
 pub fn sync(
     url: &str,
     branch: Option<&str>,
     local: &Path,
     opts: &SyncOptions,
 ) -> Result<SyncedRepo> {
+    let timeout = opts.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let deadline = std::time::Instant::now() + timeout;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (url_owned, branch_owned, local_owned) = (
+        url.to_string(),
+        branch.map(str::to_string),
+        local.to_path_buf(),
+    );
+    let opts_owned = opts.clone();
+    std::thread::Builder::new()
+        .name("git-sync".to_string())
+        .spawn(move || {
+            let result = sync_now(
+                &url_owned,
+                branch_owned.as_deref(),
+                &local_owned,
+                &opts_owned,
+                deadline,
+            );
+            // A transfer stopped by the deadline fails with libgit2's own words: say why.
+            let result = result.map_err(|e| {
+                if std::time::Instant::now() >= deadline {
+                    e.context(timeout_error(&url_owned, timeout).to_string())
+                } else {
+                    e
+                }
+            });
+            let _ = tx.send(result);
+        })
+        .context("starting the git worker thread")?;
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(timeout_error(url, timeout)),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            bail!("the git worker for {url} ended without an answer")
+        }
+    }
+}
+
+fn timeout_error(url: &str, timeout: std::time::Duration) -> anyhow::Error {
+    anyhow!(
+        "git work with {url} did not finish within {} s (--git-timeout); giving up",
+        timeout.as_secs()
+    )
+}
+
+fn sync_now(
+    url: &str,
+    branch: Option<&str>,
+    local: &Path,
+    opts: &SyncOptions,
+    deadline: std::time::Instant,
+) -> Result<SyncedRepo> {
+    DEADLINE.with(|d| d.set(Some(deadline)));
     set_timeouts(url);
     if let Some(path) = local_path_of(url) {
         if !path.exists() {

@@ -480,3 +480,56 @@ fn a_missing_module_index_is_reported_as_missing() {
     assert!(text.contains("index.json is missing"), "{}", dump(&out));
     assert!(!text.contains("symlink"), "{}", dump(&out));
 }
+
+/// #11: a git server that answers one byte at a time never ends a check by itself; the total
+/// deadline (`--git-timeout`) does: exit 1, a message naming the remote, and the lock is free
+/// for the next run.
+#[test]
+fn a_trickling_git_server_is_given_up_after_the_git_timeout_and_the_lock_is_released() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let server = std::thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        while !stop2.load(Ordering::SeqCst) {
+            let Ok((mut conn, _)) = listener.accept() else {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            };
+            conn.set_nonblocking(false).unwrap();
+            let mut buf = [0u8; 512];
+            let _ = conn.read(&mut buf);
+            // A ref advertisement that never ends: one byte at a time.
+            let advert = b"00ff0000000000000000000000000000000000000000 HEAD\0";
+            let mut i = 0;
+            while !stop2.load(Ordering::SeqCst) {
+                if conn.write_all(&advert[i % advert.len()..][..1]).is_err() {
+                    break;
+                }
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    });
+    let root = InstallRoot::new();
+    let url = format!("git://127.0.0.1:{port}/updates.git");
+    let mut cmd = updater_at(&root);
+    cmd.args(["--repo-url", &url, "--git-timeout", "2", "check"]);
+    let out = run(cmd);
+    stop.store(true, Ordering::SeqCst);
+    assert_code(&out, 1);
+    let text = all_output(&out);
+    assert!(
+        text.contains(&url) && text.contains("--git-timeout"),
+        "{}",
+        dump(&out)
+    );
+    server.join().unwrap();
+    // The lock is free: a check against a real repository runs at once.
+    let repo = UpdatesRepo::with_modules(1);
+    assert_code(&go(updater(&root, &repo), &["check"]), 0);
+}
