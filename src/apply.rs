@@ -226,6 +226,7 @@ fn try_install(
     let entry = runner::resolve_entry(&module_dir, index.entry.as_deref())
         .with_context(|| format!("finding the entry point of {name}"))?;
     fault::point("entry_started", name);
+    let pgid_file = crate::transaction::pgid_file(layout, name);
     let step = Step {
         name,
         module_dir: &module_dir,
@@ -233,6 +234,7 @@ fn try_install(
         index,
         log_file: &log_file,
         opts,
+        pgid_file: &pgid_file,
     };
     match &entry {
         Some(program) => step.run("entry point", program)?,
@@ -265,6 +267,7 @@ struct Step<'a> {
     index: &'a ModuleIndex,
     log_file: &'a Path,
     opts: &'a ApplyOptions,
+    pgid_file: &'a Path,
 }
 
 impl Step<'_> {
@@ -280,6 +283,7 @@ impl Step<'_> {
             timeout: self.index.timeout,
             log_file: self.log_file,
             python: &self.opts.python,
+            pgid_file: Some(self.pgid_file),
         })
         .with_context(|| format!("running the {what} of {name}"))?;
         if outcome.success {

@@ -4,7 +4,7 @@
 //! every command that writes. Idempotent: a crash during repair is repaired by the next run.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -74,8 +74,102 @@ pub fn pending_overrides(layout: &Layout) -> Result<BTreeMap<String, Option<Path
         .collect())
 }
 
+/// Records that the process group `pgid` (its leader is the process `pgid`) runs a module's
+/// program: `"<pgid> <start time>"` in `path`, the start time (clock ticks after boot, from
+/// `/proc/<pgid>/stat`) guarding against a reused pid. Failure to record is a warning only.
+pub fn record_process_group(path: &Path, pgid: i32) {
+    let start = proc_stat(pgid).map(|s| s.start).unwrap_or(0);
+    if let Err(e) = fs::write_atomic(path, format!("{pgid} {start}\n").as_bytes()) {
+        log::warn!("cannot record the process group of a running entry: {e:#}");
+    }
+}
+
+/// Removes a record made by [`record_process_group`] once its run has ended.
+pub fn forget_process_group(path: &Path) {
+    if let Err(e) = fs::remove_all(path) {
+        log::warn!("{e:#}");
+    }
+}
+
+/// What `/proc/<pid>/stat` says about a process.
+struct ProcStat {
+    zombie: bool,
+    pgrp: i32,
+    start: u64,
+}
+
+fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold anything: fields follow the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(ProcStat {
+        zombie: f.first()? == &"Z" || f.first()? == &"X",
+        pgrp: f.get(2)?.parse().ok()?,
+        start: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// Whether a live (not zombie) process is in group `pgid`.
+fn group_alive(pgid: i32) -> bool {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(proc_stat)
+        .any(|s| s.pgrp == pgid && !s.zombie)
+}
+
+/// Kills what a SIGKILLed earlier run left running: for every group recorded in
+/// `.updater/running/`, SIGKILL the group and wait until none of it is left, before anything is
+/// undone or retried (so an old entry never overlaps its retry). A group whose leader pid now
+/// belongs to another process (another start time) is left alone. Outside systemd nothing else
+/// does this; under systemd, `KillMode=mixed` already has.
+pub fn kill_leftover_groups(layout: &Layout) -> Result<Vec<String>> {
+    let mut killed = Vec::new();
+    let dir = layout.running();
+    for name in fs::list_dir(&dir)? {
+        let path = dir.join(&name);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut it = text.split_whitespace();
+        let pgid: Option<i32> = it.next().and_then(|p| p.parse().ok()).filter(|p| *p > 1);
+        let start: Option<u64> = it.next().and_then(|s| s.parse().ok());
+        if let (Some(pgid), Some(start)) = (pgid, start) {
+            let leader = proc_stat(pgid);
+            let ours = match &leader {
+                Some(s) => s.start == start && s.pgrp == pgid,
+                // The leader is gone; the kernel does not reuse a pid still used as a group id.
+                None => true,
+            };
+            if ours && group_alive(pgid) {
+                if let Some(pg) = rustix::process::Pid::from_raw(pgid) {
+                    let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
+                }
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while group_alive(pgid) && std::time::Instant::now() < until {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                let shown = name.to_string_lossy();
+                if group_alive(pgid) {
+                    log::error!("process group {pgid} of module {shown} survived SIGKILL");
+                } else {
+                    log::warn!(
+                        "Killed process group {pgid} left running by an interrupted run (module {shown})"
+                    );
+                }
+                killed.push(shown.into_owned());
+            }
+        }
+        fs::remove_all(&path)?;
+    }
+    Ok(killed)
+}
+
 /// Repairs the install root. Must be called with the run lock held.
 pub fn recover(layout: &Layout) -> Result<Repaired> {
+    // First what still runs: an old entry must not overlap the repair or the retry.
+    kill_leftover_groups(layout)?;
     let journal = Journal::load(&layout.journal())?;
     let mut repaired = Repaired::default();
     for (name, entry) in journal.entries() {

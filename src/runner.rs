@@ -206,6 +206,10 @@ pub struct RunSpec<'a> {
     pub log_file: &'a Path,
     /// Python interpreter for [`Program::PythonMain`], a path or a name looked up in `PATH`.
     pub python: &'a Path,
+    /// Where to record the process group of the started program (written right after it
+    /// starts, removed when the run returns), so that the run after a SIGKILLed updater can kill
+    /// what is left of it (`recover::record_process_group`, `recover::kill_leftover_groups`).
+    pub pgid_file: Option<&'a Path>,
 }
 
 /// How a run ended.
@@ -226,7 +230,11 @@ pub struct RunOutcome {
 /// `Err` means the runner itself could not do its job (log file, threads, waiting), after having
 /// killed and reaped whatever it started.
 pub fn run(spec: &RunSpec) -> Result<RunOutcome> {
-    run_in(&SERVERS, spec)
+    let outcome = run_in(&SERVERS, spec);
+    if let Some(p) = spec.pgid_file {
+        crate::recover::forget_process_group(p);
+    }
+    outcome
 }
 
 /// [`run`], with `registry` as the source of fork-servers.
@@ -468,6 +476,9 @@ fn run_process(spec: &RunSpec, mut command: Command, output: &Arc<Output>) -> Re
         }
     };
     let started = Instant::now();
+    if let Some(p) = spec.pgid_file {
+        crate::recover::record_process_group(p, child.id() as i32);
+    }
     // From here on the guard kills and reaps the child on every early return.
     let mut child = Reaper::new(child);
 
@@ -1364,6 +1375,9 @@ fn run_forked(
             )))
         }
     };
+    if let Some(p) = spec.pgid_file {
+        crate::recover::record_process_group(p, pid.as_raw_nonzero().get());
+    }
     // From here on the guard kills the module process's group on every early return.
     let mut child = ForkedChild {
         conn,
@@ -1686,6 +1700,7 @@ mod tests {
                 timeout,
                 log_file: &f.log,
                 python: Path::new("python3"),
+                pgid_file: None,
             },
         )
         .expect("run");
@@ -1961,6 +1976,7 @@ mod tests {
                 timeout: Duration::from_secs(5),
                 log_file: &f.log,
                 python: Path::new("/nonexistent/python3"),
+                pgid_file: None,
             })
             .expect("run");
             assert_eq!(
@@ -2681,6 +2697,7 @@ mod tests {
                 timeout: Duration::from_secs(30),
                 log_file: &f.log,
                 python: Path::new("python3"),
+                pgid_file: None,
             },
         )
         .expect("run");
@@ -2701,6 +2718,7 @@ mod tests {
                 timeout: Duration::from_secs(30),
                 log_file: &f.log,
                 python: Path::new("python3"),
+                pgid_file: None,
             },
         )
         .expect("run");
@@ -2723,6 +2741,7 @@ mod tests {
                 timeout: Duration::from_secs(30),
                 log_file: &f.log,
                 python: Path::new("python3"),
+                pgid_file: None,
             },
             &f.dir,
         )
@@ -2876,6 +2895,7 @@ mod tests {
                 timeout: Duration::from_secs(30),
                 log_file: &f.log,
                 python: Path::new(&python),
+                pgid_file: None,
             })
             .expect("run");
             assert!(outcome.success);

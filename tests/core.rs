@@ -533,3 +533,84 @@ fn a_trickling_git_server_is_given_up_after_the_git_timeout_and_the_lock_is_rele
     let repo = UpdatesRepo::with_modules(1);
     assert_code(&go(updater(&root, &repo), &["check"]), 0);
 }
+
+fn alive_not_zombie(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let rest = &s[s.rfind(')').unwrap() + 1..];
+            !matches!(rest.split_whitespace().next(), Some("Z") | Some("X"))
+        }
+        Err(_) => false,
+    }
+}
+
+/// #12: updater SIGKILLed (outside systemd) while an entry runs leaves the entry running; the next
+/// run kills that process group, and waits for it to be gone, before it retries the module.
+#[test]
+fn an_entry_left_running_by_a_sigkilled_run_is_killed_before_its_retry() {
+    let sys = tempfile::tempdir().unwrap();
+    let s = sys.path().display().to_string();
+    let repo = UpdatesRepo::new();
+    repo.add_module("m", "1.0.0");
+    repo.write_exec(
+        "modules/m/update",
+        &format!(
+            "#!/bin/sh\nif [ -f '{s}/pid' ]; then\n  old=$(cat '{s}/pid')\n  \
+             st=$(cut -d' ' -f3 /proc/$old/stat 2>/dev/null)\n  \
+             if [ -n \"$st\" ] && [ \"$st\" != Z ]; then echo overlap > '{s}/overlap'; fi\n  \
+             echo retried > '{s}/retried'\n  exit 0\nfi\n\
+             echo $$ > '{s}/pid.tmp' && mv '{s}/pid.tmp' '{s}/pid'\nexec sleep 1000\n"
+        ),
+    );
+    repo.commit("v1");
+    let root = InstallRoot::new();
+    let mut cmd = std::process::Command::new(updater_bin());
+    isolate_env(&mut cmd, root.home.path());
+    cmd.arg("--modules-path")
+        .arg(root.path())
+        .args(["--repo-url", &repo.url(), "sync"])
+        .env_remove("UPDATER_CRASH_AT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .current_dir(root.home.path());
+    let mut child = cmd.spawn().unwrap();
+    // Wait for the event: the entry recorded its pid (bounded only as a safety net).
+    let pid_file = sys.path().join("pid");
+    for _ in 0..6000 {
+        if pid_file.exists() || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        alive_not_zombie(pid),
+        "the entry should outlive the SIGKILLed run"
+    );
+
+    let out = go(updater(&root, &repo), &["sync"]);
+    let survived = alive_not_zombie(pid);
+    if survived {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    assert_code(&out, 0);
+    assert!(
+        !survived,
+        "the old entry (pid {pid}) still runs\n{}",
+        dump(&out)
+    );
+    assert!(sys.path().join("retried").exists(), "{}", dump(&out));
+    assert!(
+        !sys.path().join("overlap").exists(),
+        "the retry overlapped the old entry"
+    );
+    assert_eq!(version_of(&root, "m").as_deref(), Some("1.0.0"));
+}
