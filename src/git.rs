@@ -318,7 +318,7 @@ fn sync_now(
     if let Some(why) = refuse_foreign_clone(local, opts.default_clone) {
         bail!(why);
     }
-    if fs::exists_no_follow(local) && !is_empty_dir(local) {
+    if fs::exists_no_follow(local) {
         match update_existing(url, branch, local, opts) {
             Ok(synced) => return Ok(synced),
             Err(SyncFailure::Remote(e)) => return Err(e),
