@@ -74,9 +74,11 @@ pub fn examine(cfg: &Config) -> Vec<Finding> {
         return out;
     }
     // A run in progress makes the rest transient.
+    let mut busy = false;
     if layout.lock().exists() {
         if let Err(e) = fs::RunLock::acquire(&layout.lock(), false) {
             if e.downcast_ref::<fs::LockHeld>().is_some() {
+                busy = true;
                 out.push(finding(
                     format!("{e}"),
                     "a run is in progress; run doctor again when it has finished",
@@ -114,6 +116,22 @@ pub fn examine(cfg: &Config) -> Vec<Finding> {
                 "run `updater sync`, which removes it",
             ));
         }
+    }
+    // Entries a killed run left running (while no run holds the lock).
+    for n in fs::list_dir(&layout.running()).unwrap_or_default() {
+        let Some(pgid) = (!busy)
+            .then(|| crate::recover::leftover_group(&layout.running().join(&n)))
+            .flatten()
+        else {
+            continue;
+        };
+        out.push(finding(
+            format!(
+                "an entry of module {} left running by an interrupted run still runs (process group {pgid})",
+                n.to_string_lossy()
+            ),
+            format!("run `updater sync`, which kills it before it retries the module (or: kill -KILL -- -{pgid})"),
+        ));
     }
     // What a repair could not finish and set aside.
     for n in fs::list_dir(&layout.quarantine()).unwrap_or_default() {

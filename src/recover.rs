@@ -131,39 +131,42 @@ pub fn kill_leftover_groups(layout: &Layout) -> Result<Vec<String>> {
     let dir = layout.running();
     for name in fs::list_dir(&dir)? {
         let path = dir.join(&name);
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let mut it = text.split_whitespace();
-        let pgid: Option<i32> = it.next().and_then(|p| p.parse().ok()).filter(|p| *p > 1);
-        let start: Option<u64> = it.next().and_then(|s| s.parse().ok());
-        if let (Some(pgid), Some(start)) = (pgid, start) {
-            let leader = proc_stat(pgid);
-            let ours = match &leader {
-                Some(s) => s.start == start && s.pgrp == pgid,
-                // The leader is gone; the kernel does not reuse a pid still used as a group id.
-                None => true,
-            };
-            if ours && group_alive(pgid) {
-                if let Some(pg) = rustix::process::Pid::from_raw(pgid) {
-                    let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
-                }
-                let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                while group_alive(pgid) && std::time::Instant::now() < until {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                let shown = name.to_string_lossy();
-                if group_alive(pgid) {
-                    log::error!("process group {pgid} of module {shown} survived SIGKILL");
-                } else {
-                    log::warn!(
-                        "Killed process group {pgid} left running by an interrupted run (module {shown})"
-                    );
-                }
-                killed.push(shown.into_owned());
+        if let Some(pgid) = leftover_group(&path) {
+            if let Some(pg) = rustix::process::Pid::from_raw(pgid) {
+                let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
             }
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while group_alive(pgid) && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let shown = name.to_string_lossy();
+            if group_alive(pgid) {
+                log::error!("process group {pgid} of module {shown} survived SIGKILL");
+            } else {
+                log::warn!(
+                    "Killed process group {pgid} left running by an interrupted run (module {shown})"
+                );
+            }
+            killed.push(shown.into_owned());
         }
         fs::remove_all(&path)?;
     }
     Ok(killed)
+}
+
+/// The process group recorded in `path` when it still runs and is the one recorded (for
+/// `doctor`, and before a kill).
+pub fn leftover_group(path: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut it = text.split_whitespace();
+    let pgid: i32 = it.next()?.parse().ok().filter(|p| *p > 1)?;
+    let start: u64 = it.next()?.parse().ok()?;
+    let ours = match proc_stat(pgid) {
+        Some(s) => s.start == start && s.pgrp == pgid,
+        // The leader is gone; the kernel does not reuse a pid still used as a group id.
+        None => true,
+    };
+    (ours && group_alive(pgid)).then_some(pgid)
 }
 
 /// Repairs the install root. Must be called with the run lock held.

@@ -593,6 +593,12 @@ fn an_entry_left_running_by_a_sigkilled_run_is_killed_before_its_retry() {
         alive_not_zombie(pid),
         "the entry should outlive the SIGKILLed run"
     );
+    let doctor = go(updater(&root, &repo), &["doctor"]);
+    assert!(
+        stdout_of(&doctor).contains("left running by an interrupted run"),
+        "{}",
+        dump(&doctor)
+    );
 
     let out = go(updater(&root, &repo), &["sync"]);
     let survived = alive_not_zombie(pid);
@@ -613,4 +619,42 @@ fn an_entry_left_running_by_a_sigkilled_run_is_killed_before_its_retry() {
         "the retry overlapped the old entry"
     );
     assert_eq!(version_of(&root, "m").as_deref(), Some("1.0.0"));
+}
+
+/// #1: a journal written by the previous version (working paths `staging/<name>`,
+/// `<name>.paths`, no `per_module_dir`) is still repaired: the old copy goes back in place.
+#[test]
+fn a_journal_from_the_previous_version_is_repaired_at_its_old_working_paths() {
+    use std::os::unix::fs::MetadataExt;
+    let repo = UpdatesRepo::new();
+    repo.add_module("m", "1.0.0");
+    repo.commit("v1");
+    let root = InstallRoot::new();
+    assert_code(&go(updater(&root, &repo), &["sync"]), 0);
+    let before = fs::read(root.module_dir("m").join("index.json")).unwrap();
+    // What the previous version left after swapping in 2.0.0 and dying: the new copy installed,
+    // the old one at staging/m.
+    let staging = root.state_dir().join("staging");
+    fs::create_dir_all(staging.join("new")).unwrap();
+    fs::write(
+        staging.join("new/index.json"),
+        to_json(&json!({"metadata": {"schema_version": "2.0.0"}})),
+    )
+    .unwrap();
+    let new_ino = fs::metadata(staging.join("new")).unwrap().ino();
+    fs::rename(root.module_dir("m"), staging.join("m")).unwrap();
+    fs::rename(staging.join("new"), root.module_dir("m")).unwrap();
+    let journal = json!({ "modules": { "m": {
+        "step": "swapped", "version": "2.0.0", "new_ino": new_ino, "had_old": true } } });
+    fs::write(root.state_dir().join("journal.json"), to_json(&journal)).unwrap();
+
+    let out = go(updater(&root, &repo), &["sync"]);
+    assert_code(&out, 0);
+    assert_eq!(
+        fs::read(root.module_dir("m").join("index.json")).unwrap(),
+        before
+    );
+    assert!(!root.state_dir().join("journal.json").exists());
+    assert_eq!(fs::read_dir(&staging).unwrap().count(), 0);
+    assert!(quarantined(&root).is_empty());
 }
