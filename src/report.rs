@@ -147,11 +147,7 @@ pub fn json_document(
     })
 }
 
-/// Prints a JSON document on stdout.
+/// Prints a JSON document on stdout (through the one printer, `output`).
 pub fn print_json(value: &Value) {
-    // Serializing a serde_json::Value cannot fail.
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    );
+    crate::output::json(value);
 }

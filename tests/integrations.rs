@@ -151,8 +151,13 @@ fn completions_are_generated_for_each_shell() {
         .args(["completions", "tcsh"])
         .output()
         .unwrap();
-    assert_eq!(code(&out), 1, "{}", dump(&out));
-    assert!(all_output(&out).contains("unknown shell"));
+    // An unknown shell is a usage error (exit 2) that lists the known ones.
+    assert_eq!(code(&out), 2, "{}", dump(&out));
+    assert!(
+        all_output(&out).contains("possible values: bash"),
+        "{}",
+        dump(&out)
+    );
 }
 
 #[test]
