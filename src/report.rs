@@ -28,6 +28,7 @@ pub const SUCCESS_LINE: &str = "✓ Update system completed successfully";
 
 /// Logs one line per module with the upstream wording, then the `Found N …` line.
 pub fn log_decisions(plan: &Plan) {
+    crate::metrics::note_plan(plan);
     for w in &plan.warnings {
         log::warn!("{w}");
     }
