@@ -158,7 +158,7 @@ fn validate_prometheus_text(text: &str) -> Result<Vec<Sample>, String> {
             continue;
         }
         let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
+            .find(['{', ' '])
             .ok_or_else(|| err("a sample needs a value".into()))?;
         let name = &line[..name_end];
         if !is_metric_name(name) {
