@@ -18,6 +18,10 @@ Examples:
   updater status                            list installed modules and their last result
   updater disable adblock                   hold a module at its installed version
   updater rollback adblock                  put back the copy its last update replaced
+  updater list                              installed modules in the admin UI's format
+  updater component disable website frontend
+                                            turn one component of a module off
+  updater set-branch website develop        follow another branch of the module's own source
   updater --legacy                          run the legacy manifest mode
 
 Exit codes: 0 success, 1 could not proceed (or an invalid module in check), 2 usage error,

@@ -21,7 +21,10 @@ use crate::ExitStatus;
 /// Refuses what is not a module name, or holds `..` (SPEC §10), in the UI's wording.
 fn check_module_name(name: &str) -> Result<()> {
     if !module::valid_name(name) || name.contains("..") {
-        bail!("Invalid module name: {name} (expected [A-Za-z0-9][A-Za-z0-9._-]*, without '..')");
+        bail!(
+            "Invalid module name: {name} is not a module name \
+             (expected [A-Za-z0-9][A-Za-z0-9._-]*, without '..')"
+        );
     }
     Ok(())
 }
