@@ -54,7 +54,12 @@ impl Progress {
         } else {
             st.1.join(", ")
         };
-        eprintln!("[{}/{}] running: {running}", st.0, self.total);
+        crate::output::err(&format!(
+            "[{}/{}] running: {}",
+            st.0,
+            self.total,
+            crate::output::escape(&running)
+        ));
     }
 }
 

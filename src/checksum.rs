@@ -130,7 +130,7 @@ pub fn command(cfg: &Config, name: &str) -> Result<ExitStatus> {
             "checksum": sum,
         }));
     } else {
-        println!("{sum}");
+        crate::output::out(&sum);
     }
     Ok(ExitStatus::Success)
 }

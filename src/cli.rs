@@ -18,6 +18,10 @@ Examples:
   updater status                            list installed modules and their last result
   updater disable adblock                   hold a module at its installed version
   updater rollback adblock                  put back the copy its last update replaced
+  updater list                              installed modules in the admin UI's format
+  updater component disable website frontend
+                                            turn one component of a module off
+  updater set-branch website develop        follow another branch of the module's own source
   updater --legacy                          run the legacy manifest mode
 
 Exit codes: 0 success, 1 could not proceed (or an invalid module in check), 2 usage error,
@@ -41,6 +45,101 @@ pub struct Cli {
 
     #[command(flatten)]
     pub global: GlobalArgs,
+
+    #[command(flatten)]
+    pub verbs: UpstreamVerbs,
+}
+
+/// The Python orchestrator's module-management spellings (SPEC §2, §10), at most one per call.
+#[derive(Debug, Args)]
+#[group(id = "upstream_verb", multiple = false)]
+pub struct UpstreamVerbs {
+    /// List installed modules in the upstream format (same as `updater list`)
+    #[arg(long)]
+    pub list_modules: bool,
+
+    /// Same as --list-modules
+    #[arg(long)]
+    pub all_status: bool,
+
+    /// Status of one module (of all without MODULE)
+    #[arg(long, value_name = "MODULE", num_args = 0..=1, default_missing_value = "")]
+    pub module_status: Option<String>,
+
+    /// Same as `updater enable MODULE`
+    #[arg(long, value_name = "MODULE")]
+    pub enable_module: Option<String>,
+
+    /// Same as `updater disable MODULE`
+    #[arg(long, value_name = "MODULE")]
+    pub disable_module: Option<String>,
+
+    /// Same as `updater component enable MODULE COMPONENT`
+    #[arg(long, num_args = 2, value_names = ["MODULE", "COMPONENT"])]
+    pub enable_component: Option<Vec<String>>,
+
+    /// Same as `updater component disable MODULE COMPONENT`
+    #[arg(long, num_args = 2, value_names = ["MODULE", "COMPONENT"])]
+    pub disable_component: Option<Vec<String>>,
+
+    /// Same as `updater set-branch MODULE BRANCH`
+    #[arg(long, num_args = 2, value_names = ["MODULE", "BRANCH"])]
+    pub set_module_branch: Option<Vec<String>>,
+}
+
+impl UpstreamVerbs {
+    /// The command one of these flags asks for, if any.
+    fn command(self) -> Option<Command> {
+        let pair = |v: Vec<String>| -> (String, String) {
+            let mut it = v.into_iter();
+            // clap enforces exactly two values (num_args = 2).
+            (it.next().unwrap_or_default(), it.next().unwrap_or_default())
+        };
+        if self.list_modules || self.all_status {
+            return Some(Command::List);
+        }
+        if let Some(m) = self.module_status {
+            return Some(if m.is_empty() {
+                Command::List
+            } else {
+                Command::ModuleStatus(m)
+            });
+        }
+        if let Some(m) = self.enable_module {
+            return Some(Command::Enable(m));
+        }
+        if let Some(m) = self.disable_module {
+            return Some(Command::Disable(m));
+        }
+        if let Some(v) = self.enable_component {
+            let (module, component) = pair(v);
+            return Some(Command::Component {
+                module,
+                component,
+                enabled: true,
+            });
+        }
+        if let Some(v) = self.disable_component {
+            let (module, component) = pair(v);
+            return Some(Command::Component {
+                module,
+                component,
+                enabled: false,
+            });
+        }
+        if let Some(v) = self.set_module_branch {
+            let (module, branch) = pair(v);
+            return Some(Command::SetBranch { module, branch });
+        }
+        None
+    }
+}
+
+/// `enable` or `disable`, for `updater component`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Toggle {
+    Enable,
+    Disable,
 }
 
 #[derive(Debug, Args)]
@@ -147,14 +246,30 @@ pub enum CommandArg {
     /// Print the legacy-manifest checksum of an installed module directory
     Checksum { name: String },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
-    Completions { shell: String },
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Print the man page (roff)
     Man,
+    /// List installed modules in the upstream format: name, ENABLED|DISABLED, version, description
+    List,
+    /// Enable or disable a component (config.components.NAME.enabled) of an installed module
+    Component {
+        #[arg(value_enum)]
+        action: Toggle,
+        module: String,
+        name: String,
+    },
+    /// Set an installed module's own source branch (it must exist on the module's repository)
+    SetBranch { module: String, branch: String },
 }
 
 impl Cli {
     /// Validates the arguments into a [`Config`].
     pub fn into_config(self) -> Result<Config> {
+        let explicit = self.command.is_some() || self.check_only || self.legacy;
+        let verb = self.verbs.command();
         let command = match (self.command, self.check_only, self.legacy) {
             (Some(_), true, _) | (Some(_), _, true) => {
                 bail!("--check-only and --legacy cannot be combined with a command")
@@ -172,7 +287,34 @@ impl Cli {
             (Some(CommandArg::Checksum { name }), _, _) => Command::Checksum(name),
             (Some(CommandArg::Completions { shell }), _, _) => Command::Completions(shell),
             (Some(CommandArg::Man), _, _) => Command::Man,
+            (Some(CommandArg::List), _, _) => Command::List,
+            (
+                Some(CommandArg::Component {
+                    action,
+                    module,
+                    name,
+                }),
+                _,
+                _,
+            ) => Command::Component {
+                module,
+                component: name,
+                enabled: action == Toggle::Enable,
+            },
+            (Some(CommandArg::SetBranch { module, branch }), _, _) => {
+                Command::SetBranch { module, branch }
+            }
         };
+        let command = match verb {
+            Some(_) if explicit => {
+                bail!("the upstream module-management options cannot be combined with a command")
+            }
+            Some(v) => v,
+            None => command,
+        };
+        if self.global.exit_code && command != Command::Check {
+            bail!("--exit-code applies to check only");
+        }
         let g = self.global;
         let verbosity = if g.quiet {
             Verbosity::Quiet
@@ -223,17 +365,11 @@ impl Cli {
 }
 
 /// `updater completions SHELL`: prints a completion script generated from these definitions.
-pub fn completions(shell: &str) -> Result<crate::ExitStatus> {
+pub fn completions(shell: clap_complete::Shell) -> Result<crate::ExitStatus> {
     use clap::CommandFactory;
-    let shell: clap_complete::Shell = shell.parse().map_err(|_| {
-        anyhow::anyhow!("unknown shell {shell:?} (bash, zsh, fish, elvish, powershell)")
-    })?;
-    clap_complete::generate(
-        shell,
-        &mut Cli::command(),
-        "updater",
-        &mut std::io::stdout(),
-    );
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "updater", &mut script);
+    crate::output::write_bytes(crate::output::Stream::Stdout, &script);
     Ok(crate::ExitStatus::Success)
 }
 
@@ -241,9 +377,11 @@ pub fn completions(shell: &str) -> Result<crate::ExitStatus> {
 pub fn man() -> Result<crate::ExitStatus> {
     use anyhow::Context;
     use clap::CommandFactory;
+    let mut page = Vec::new();
     clap_mangen::Man::new(Cli::command())
-        .render(&mut std::io::stdout())
-        .context("writing the man page")?;
+        .render(&mut page)
+        .context("rendering the man page")?;
+    crate::output::write_bytes(crate::output::Stream::Stdout, &page);
     Ok(crate::ExitStatus::Success)
 }
 
@@ -290,5 +428,57 @@ mod tests {
         assert!(Cli::try_parse_from(["updater", "--jobs", "0"]).is_err());
         let c = Cli::try_parse_from(["updater", "--check-only", "sync"]).unwrap();
         assert!(c.into_config().is_err());
+        let c = Cli::try_parse_from(["updater", "sync", "--exit-code"]).unwrap();
+        assert!(c.into_config().is_err(), "--exit-code is for check only");
+        assert!(Cli::try_parse_from(["updater", "completions", "nosh"]).is_err());
+        assert!(Cli::try_parse_from(["updater", "--list-modules", "--all-status"]).is_err());
+        let c = Cli::try_parse_from(["updater", "--list-modules", "check"]).unwrap();
+        assert!(c.into_config().is_err());
+    }
+
+    #[test]
+    fn upstream_spellings_map_to_the_verbs() {
+        assert_eq!(parse(&["--list-modules"]).command, Command::List);
+        assert_eq!(parse(&["--all-status"]).command, Command::List);
+        assert_eq!(parse(&["--module-status"]).command, Command::List);
+        assert_eq!(
+            parse(&["--module-status", "web"]).command,
+            Command::ModuleStatus("web".into())
+        );
+        assert_eq!(
+            parse(&["--enable-module", "web"]).command,
+            Command::Enable("web".into())
+        );
+        assert_eq!(
+            parse(&["--disable-module", "web"]).command,
+            Command::Disable("web".into())
+        );
+        let comp = |enabled| Command::Component {
+            module: "web".into(),
+            component: "front".into(),
+            enabled,
+        };
+        assert_eq!(
+            parse(&["--enable-component", "web", "front"]).command,
+            comp(true)
+        );
+        assert_eq!(
+            parse(&["--disable-component", "web", "front"]).command,
+            comp(false)
+        );
+        assert_eq!(
+            parse(&["component", "disable", "web", "front"]).command,
+            comp(false)
+        );
+        let branch = Command::SetBranch {
+            module: "web".into(),
+            branch: "dev".into(),
+        };
+        assert_eq!(
+            parse(&["--set-module-branch", "web", "dev"]).command,
+            branch
+        );
+        assert_eq!(parse(&["set-branch", "web", "dev"]).command, branch);
+        assert_eq!(parse(&["list"]).command, Command::List);
     }
 }

@@ -302,6 +302,9 @@ fn write_index(layout: &Layout, index: &mut GlobalIndex) -> Result<()> {
 pub fn status(cfg: &Config) -> Result<ExitStatus> {
     let layout = Layout::new(&cfg.modules_path);
     let state = State::load(&layout.state_file())?;
+    // Right after a crash the module directory may hold an uncommitted copy: say so.
+    let pending = recover::pending(&layout)?;
+    let interrupted = recover::pending_overrides(&layout)?;
     let mut rows = Vec::new();
     for (name, index) in module::installed(&layout.modules())? {
         let (version, enabled, error) = match index {
@@ -309,11 +312,16 @@ pub fn status(cfg: &Config) -> Result<ExitStatus> {
             Err(e) => (None, None, Some(format!("{e:#}"))),
         };
         let last = state.modules.get(&name);
+        let last_result = if interrupted.contains_key(&name) {
+            Some("interrupted (pending repair)".to_string())
+        } else {
+            last.map(|l| l.result.clone())
+        };
         rows.push(json!({
             "name": name,
             "version": version,
             "enabled": enabled,
-            "last_result": last.map(|l| l.result.clone()),
+            "last_result": last_result,
             "last_time": last.map(|l| l.time.clone()),
             "last_error": last.and_then(|l| l.error.clone()),
             "error": error,
@@ -327,16 +335,26 @@ pub fn status(cfg: &Config) -> Result<ExitStatus> {
             "last_commit": state.last_commit,
             "last_run": state.last_run,
             "modules": rows,
+            "pending_repairs": pending,
         }));
         return Ok(ExitStatus::Success);
     }
+    for p in &pending {
+        crate::output::out(&format!(
+            "Pending repair (the next sync does it): {}",
+            crate::output::escape(p)
+        ));
+    }
     if rows.is_empty() {
-        println!("No modules installed in {}", layout.modules().display());
+        crate::output::out(&format!(
+            "No modules installed in {}",
+            crate::output::escape(&layout.modules().display().to_string())
+        ));
         return Ok(ExitStatus::Success);
     }
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::Null => "-".to_string(),
-        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::String(s) => crate::output::escape(s).into_owned(),
         other => other.to_string(),
     };
     let table: Vec<[String; 5]> = rows
@@ -364,10 +382,13 @@ pub fn status(cfg: &Config) -> Result<ExitStatus> {
             .zip(widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", cells.join("  ").trim_end());
+        crate::output::out(cells.join("  ").trim_end());
     }
     if let Some(c) = &state.last_commit {
-        println!("\nLast synced commit: {c}");
+        crate::output::out(&format!(
+            "\nLast synced commit: {}",
+            crate::output::escape(c)
+        ));
     }
     Ok(ExitStatus::Success)
 }

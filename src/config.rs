@@ -14,8 +14,23 @@ pub enum Command {
     Rollback(String),
     Doctor,
     Checksum(String),
-    Completions(String),
+    Completions(clap_complete::Shell),
     Man,
+    /// `list` / `--list-modules` / `--all-status`: the upstream module list (SPEC §10).
+    List,
+    /// `--module-status M`: one module in the upstream status format.
+    ModuleStatus(String),
+    /// `component enable|disable MODULE NAME` / `--enable-component` / `--disable-component`.
+    Component {
+        module: String,
+        component: String,
+        enabled: bool,
+    },
+    /// `set-branch MODULE BRANCH` / `--set-module-branch`.
+    SetBranch {
+        module: String,
+        branch: String,
+    },
 }
 
 impl Command {
@@ -33,6 +48,10 @@ impl Command {
             Command::Checksum(_) => "checksum",
             Command::Completions(_) => "completions",
             Command::Man => "man",
+            Command::List => "list",
+            Command::ModuleStatus(_) => "module-status",
+            Command::Component { .. } => "component",
+            Command::SetBranch { .. } => "set-branch",
         }
     }
 }

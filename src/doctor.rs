@@ -295,10 +295,17 @@ pub fn command(cfg: &Config) -> Result<ExitStatus> {
             &json!({"command": "doctor", "ok": findings.is_empty(), "findings": items}),
         );
     } else if findings.is_empty() {
-        println!("No problems found in {}", cfg.modules_path.display());
+        crate::output::out(&format!(
+            "No problems found in {}",
+            crate::output::escape(&cfg.modules_path.display().to_string())
+        ));
     } else {
         for f in &findings {
-            println!("problem: {}\n    fix: {}", f.what, f.fix);
+            let (what, fix) = (
+                crate::output::escape(&f.what),
+                crate::output::escape(&f.fix),
+            );
+            crate::output::out(&format!("problem: {what}\n    fix: {fix}"));
         }
     }
     Ok(if findings.is_empty() {

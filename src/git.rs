@@ -188,15 +188,15 @@ fn callbacks<'a>(progress: bool) -> RemoteCallbacks<'a> {
             return false;
         }
         if progress && p.total_objects() > 0 {
-            eprint!(
+            crate::output::progress(&format!(
                 "\rReceiving objects: {:3}% ({}/{}), {} KiB",
                 p.received_objects() * 100 / p.total_objects(),
                 p.received_objects(),
                 p.total_objects(),
                 p.received_bytes() / 1024
-            );
+            ));
             if p.received_objects() == p.total_objects() {
-                eprintln!();
+                crate::output::err("");
             }
         }
         true
@@ -727,6 +727,24 @@ pub fn check_clone(path: &Path) -> Result<()> {
         bail!("{} is a bare repository", path.display());
     }
     Ok(())
+}
+
+/// Whether `branch` exists on the remote `url` (`git ls-remote url refs/heads/<branch>`), asked
+/// over one connection with the same never-prompting credentials and timeouts as a sync. An
+/// unreachable remote is an error, not a "no".
+pub fn remote_has_branch(url: &str, branch: &str) -> Result<bool> {
+    set_timeouts(url);
+    let url = normalize_url(url);
+    let mut remote = git2::Remote::create_detached(url.as_str())
+        .with_context(|| format!("reading the repository URL {url}"))?;
+    let conn = remote
+        .connect_auth(Direction::Fetch, Some(callbacks(false)), None)
+        .with_context(|| format!("connecting to {url}"))?;
+    let wanted = format!("refs/heads/{branch}");
+    let heads = conn
+        .list()
+        .with_context(|| format!("listing the branches of {url}"))?;
+    Ok(heads.iter().any(|h| h.name() == wanted))
 }
 
 #[cfg(test)]

@@ -20,8 +20,10 @@ pub mod journal;
 pub mod layout;
 pub mod legacy;
 pub mod logging;
+pub mod manage;
 pub mod metrics;
 pub mod module;
+pub mod output;
 pub mod plan;
 pub mod recover;
 pub mod report;
@@ -74,6 +76,17 @@ pub fn run(cfg: &Config) -> Result<ExitStatus> {
     }
     let started = std::time::Instant::now();
     let result = dispatch(cfg);
+    if let Err(e) = &result {
+        if cfg.json && !output::json_printed() {
+            // SPEC §6b: a run that cannot proceed still prints one document naming the cause.
+            output::json(&serde_json::json!({
+                "command": cfg.command.name(),
+                "modules_path": cfg.modules_path,
+                "error": format!("{e:#}"),
+                "exit_code": ExitStatus::Failure.code(),
+            }));
+        }
+    }
     if let Some(path) = &cfg.metrics_file {
         if matches!(
             cfg.command,
@@ -100,12 +113,20 @@ fn dispatch(cfg: &Config) -> Result<ExitStatus> {
         Command::Check => commands::check(cfg),
         Command::Legacy => legacy::run(cfg),
         Command::Status => commands::status(cfg),
-        Command::Enable(name) => commands::set_enabled(cfg, name, true),
-        Command::Disable(name) => commands::set_enabled(cfg, name, false),
+        Command::Enable(name) => manage::set_module_enabled(cfg, name, true),
+        Command::Disable(name) => manage::set_module_enabled(cfg, name, false),
         Command::Rollback(name) => commands::rollback(cfg, name),
         Command::Doctor => doctor::command(cfg),
         Command::Checksum(name) => checksum::command(cfg, name),
-        Command::Completions(shell) => cli::completions(shell),
+        Command::Completions(shell) => cli::completions(*shell),
         Command::Man => cli::man(),
+        Command::List => manage::list(cfg),
+        Command::ModuleStatus(name) => manage::module_status(cfg, name),
+        Command::Component {
+            module,
+            component,
+            enabled,
+        } => manage::set_component(cfg, module, component, *enabled),
+        Command::SetBranch { module, branch } => manage::set_branch(cfg, module, branch),
     }
 }

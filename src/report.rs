@@ -28,6 +28,7 @@ pub const SUCCESS_LINE: &str = "✓ Update system completed successfully";
 
 /// Logs one line per module with the upstream wording, then the `Found N …` line.
 pub fn log_decisions(plan: &Plan) {
+    crate::metrics::note_plan(plan);
     for w in &plan.warnings {
         log::warn!("{w}");
     }
@@ -147,11 +148,7 @@ pub fn json_document(
     })
 }
 
-/// Prints a JSON document on stdout.
+/// Prints a JSON document on stdout (through the one printer, `output`).
 pub fn print_json(value: &Value) {
-    // Serializing a serde_json::Value cannot fail.
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    );
+    crate::output::json(value);
 }
