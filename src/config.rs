@@ -72,4 +72,6 @@ pub struct Config {
     pub allow_rewind: bool,
     /// Write a Prometheus textfile-collector file after the run.
     pub metrics_file: Option<PathBuf>,
+    /// `--python`: the interpreter for `main(args)` modules (see `python::interpreter`).
+    pub python: Option<PathBuf>,
 }

@@ -23,6 +23,7 @@ pub mod logging;
 pub mod metrics;
 pub mod module;
 pub mod plan;
+pub mod python;
 pub mod recover;
 pub mod report;
 pub mod runner;
