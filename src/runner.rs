@@ -839,11 +839,18 @@ impl Output {
         Ok((Stdio::from(file), Stdio::from(copy)))
     }
 
-    /// One line of the program's output (read back from the log file): to the run's log.
+    /// One line of the program's output (read back from the log file): to the run's log, split
+    /// into pieces of at most [`MAX_LINE`] bytes.
     fn echo(&self, raw: &[u8]) {
         let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        log::info!("[{}] {}", self.module, String::from_utf8_lossy(raw));
+        if raw.is_empty() {
+            log::info!("[{}] ", self.module);
+        }
+        // MAX_LINE is a small constant: the conversion cannot truncate.
+        for piece in raw.chunks(MAX_LINE as usize) {
+            log::info!("[{}] {}", self.module, String::from_utf8_lossy(piece));
+        }
     }
 
     /// A line of the runner's own (header, footer, notices): to the log file only.

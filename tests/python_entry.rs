@@ -739,7 +739,7 @@ fn daemons_started_by_entries_outlive_updater_and_their_output_lands_in_the_modu
 }
 
 #[test]
-fn python_option_picks_the_interpreter_of_a_sync() {
+fn python_option_picks_the_interpreter_and_output_is_followed_into_the_run_log() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let marker = scratch.path().join("used");
     let wrapper = scratch.path().join("py-wrapper");
@@ -755,7 +755,11 @@ fn python_option_picks_the_interpreter_of_a_sync() {
     let repo = UpdatesRepo::new();
     repo.add_module("pm", "1.0.0");
     repo.remove("modules/pm/update");
-    repo.write("modules/pm/index.py", "def main(args):\n    return True\n");
+    repo.write(
+        "modules/pm/index.py",
+        "import sys\ndef main(args):\n    print('hello from pm')\n    \
+         sys.stderr.write('tail without newline')\n    return True\n",
+    );
     repo.commit("pm");
     let root = InstallRoot::new();
     let out = updater(&root, &repo)
@@ -766,6 +770,10 @@ fn python_option_picks_the_interpreter_of_a_sync() {
         .expect("run updater");
     assert!(out.status.success(), "{}", all_output(&out));
     assert!(marker.exists(), "--python was not used");
+    // The module's output, written to its log file, is followed into the run's log.
+    let text = all_output(&out);
+    assert!(text.contains("[pm] hello from pm"), "{text}");
+    assert!(text.contains("[pm] tail without newline"), "{text}");
 
     // A missing interpreter fails the module and names it.
     repo.set_version("pm", "1.0.1");
