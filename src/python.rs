@@ -1,7 +1,8 @@
 //! Which Python interpreter runs `main(args)` modules (SPEC §5), decided in one place.
 //!
 //! The rungs, first that applies wins: `--python PATH`; `$UPDATER_PYTHON` (a test and debug
-//! override, not part of the contract); the installed global index's `metadata.python`;
+//! override, not part of the contract); the installed global index's `metadata.python` (a relative
+//! path with a directory part is taken from the install root);
 //! `<modules-path>/venv/bin/python3` when it exists (where the third-party packages that
 //! HOMESERVER modules import, such as `requests`, live); else `python3`, looked up in `PATH`.
 
@@ -53,7 +54,13 @@ pub fn choose(
         return path.to_path_buf();
     }
     if let Some(path) = from_index.map(str::trim).filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
+        let path = Path::new(path);
+        // A relative path with a directory part (`venv/bin/python3`) is the install root's; a bare
+        // name is looked up in PATH.
+        if path.is_relative() && path.components().count() > 1 {
+            return modules_path.join(path);
+        }
+        return path.to_path_buf();
     }
     let venv = modules_path.join("venv").join("bin").join("python3");
     if venv.is_file() {
@@ -90,6 +97,14 @@ mod tests {
             PathBuf::from("/usr/bin/python3.11")
         );
         assert_eq!(choose(None, None, Some("  "), root), venv);
+        assert_eq!(
+            choose(None, None, Some("env/bin/python3"), root),
+            root.join("env/bin/python3")
+        );
+        assert_eq!(
+            choose(None, None, Some("python3.12"), root),
+            PathBuf::from("python3.12")
+        );
         // The variable beats the index; --python beats everything.
         assert_eq!(
             choose(None, Some(var), Some("/usr/bin/python3.11"), root),
