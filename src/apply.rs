@@ -283,7 +283,7 @@ impl Step<'_> {
             module: name,
             module_dir: self.module_dir,
             program,
-            args: &[],
+            args: None,
             env: self.env,
             timeout: self.index.timeout,
             log_file: self.log_file,

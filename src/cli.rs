@@ -216,6 +216,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
 
+    /// Python interpreter for index.py main(args) modules [default: the installed index's
+    /// metadata.python, else <modules-path>/venv/bin/python3 when it exists, else python3]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+
     /// Only warnings and errors
     #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -360,6 +365,15 @@ impl Cli {
             allow_rewind: g.allow_rewind,
             metrics_file: g.metrics_file.map(absolute),
             git_timeout: std::time::Duration::from_secs(g.git_timeout.unwrap_or(600)),
+            // A relative path with a directory part is taken from here; a bare name is looked
+            // up in PATH when the module runs.
+            python: g.python.map(|p| {
+                if p.components().count() > 1 {
+                    absolute(p)
+                } else {
+                    p
+                }
+            }),
         })
     }
 }

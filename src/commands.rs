@@ -212,7 +212,7 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     report::log_decisions(&plan);
     let opts = ApplyOptions {
         jobs: cfg.jobs,
-        python: apply::default_python(),
+        python: crate::python::for_config(cfg, installed.as_ref()),
         progress: show_progress(cfg),
     };
     let outcomes = apply::apply(layout, &plan, &opts)?;

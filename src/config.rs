@@ -93,4 +93,6 @@ pub struct Config {
     pub metrics_file: Option<PathBuf>,
     /// The total time git network work may take (`--git-timeout`, default 10 min).
     pub git_timeout: std::time::Duration,
+    /// `--python`: the interpreter for `main(args)` modules (see `python::interpreter`).
+    pub python: Option<PathBuf>,
 }

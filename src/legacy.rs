@@ -24,7 +24,6 @@ use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
-use crate::apply;
 use crate::checksum;
 use crate::clock;
 use crate::config::Config;
@@ -479,7 +478,7 @@ fn run_job(ctx: &RunContext, job: &Job) -> ChildReport {
         module: name,
         module_dir: &job.dir,
         program: &program,
-        args: &job.args,
+        args: Some(&job.args),
         env: &env,
         timeout,
         log_file: &log_file,
@@ -623,7 +622,14 @@ pub fn run(cfg: &Config) -> Result<ExitStatus> {
         fs::create_dir_all(&layout.logs())?;
         let ctx = RunContext {
             layout: &layout,
-            python: apply::default_python(),
+            python: crate::python::interpreter(
+                cfg.python.as_deref(),
+                crate::global_index::GlobalIndex::load(&layout.index())
+                    .ok()
+                    .flatten()
+                    .as_ref(),
+                &cfg.modules_path,
+            ),
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.jobs.max(1))

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod module;
 pub mod output;
 pub mod plan;
+pub mod python;
 pub mod recover;
 pub mod report;
 pub mod runner;

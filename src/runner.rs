@@ -6,10 +6,20 @@
 //! to the run's log (`log::info!("[module] line")`) and, raw, to the module's log file, which also
 //! gets a header line (what runs) and a footer line (the outcome).
 //!
+//! Output that outlives the run (reliability defect #15): a program's stdout and stderr are the
+//! module's log file itself (opened for appending), not pipes. A follower thread reads the file as
+//! it grows and echoes the program's lines into the run's log until the program ended. A daemon the
+//! program started (`nohup mydaemon &`, a Python `subprocess.Popen` that outlives `main`) keeps
+//! writing to that file after updater exited instead of dying of SIGPIPE on a pipe nobody reads.
+//!
 //! Two kinds of program exist ([`Program`]): an executable, which succeeds on exit status 0, and a
 //! Python file defining `main(args)`, which runs in its own interpreter under an embedded shim
-//! (`runner_shim.py`) that imports the module directory as a package, calls `main`, and reports the
-//! verdict as its last stderr line `UPDATER-RESULT: ok` or `UPDATER-RESULT: fail <reason>`.
+//! (`runner_shim.py`, which documents the import context of SPEC §10: `updates` is the install
+//! root, the module is `updates.modules.<name>`). The shim reports its verdict (ok or fail, a
+//! reason, and the `details` `main` returned in a dict) on a channel of its own: a verdict file in a
+//! private directory of this run, which the shim opens close-on-exec before any module code runs and
+//! which the runner reads once the process ended. Nothing the module prints can forge or hide it.
+//! Python programs get `PATH` = [`DEFAULT_PATH`] and `PYTHONUNBUFFERED=1` (SPEC §10).
 //!
 //! A fresh interpreter costs 30 to 180 ms to start (more behind a pyenv shim), so `main(args)`
 //! modules normally run in a process forked from a warm one: a fork-server per interpreter, started
@@ -30,13 +40,13 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -58,14 +68,16 @@ pub const PASSED_ENV: &[&str] = &[
     "PYENV_VERSION",
 ];
 
-/// How long output readers may lag behind the end of the program before their pipes are given up
-/// (a background process may keep stdout/stderr open forever).
-const OUTPUT_GRACE: Duration = Duration::from_millis(500);
+/// How often the follower looks for new output in the log file while the program runs.
+const FOLLOW_PAUSE: Duration = Duration::from_millis(20);
+
+/// Longest verdict file read (the shim caps `details` at 64 KiB of JSON).
+const MAX_VERDICT: u64 = 256 * 1024;
 
 /// Longest line kept whole; longer ones are split.
 const MAX_LINE: u64 = 64 * 1024;
 
-/// Longest reason kept from the shim.
+/// Longest reason kept from the shim's verdict.
 const MAX_REASON: usize = 400;
 
 /// Most retries of a start that fails with "Text file busy": the file was just written, and a child
@@ -74,9 +86,6 @@ const START_RETRIES: u32 = 20;
 
 /// The Python side of [`Program::PythonMain`].
 const PYTHON_SHIM: &str = include_str!("runner_shim.py");
-
-/// Prefix of the shim's verdict line on stderr.
-const RESULT_MARKER: &str = "UPDATER-RESULT: ";
 
 /// How to start a module's entry point or health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,8 +206,10 @@ pub struct RunSpec<'a> {
     /// Working directory.
     pub module_dir: &'a Path,
     pub program: &'a Program,
-    /// Extra arguments (legacy mode): argv of an executable, the `args` list of `main(args)`.
-    pub args: &'a [String],
+    /// Arguments: argv of an executable, and what `main(args)` gets: `None` is `main(None)` (a
+    /// sync; an executable gets no arguments), `Some(list)` is `main(list)` (legacy mode passes
+    /// its `args`; a check asks with `Some(&["--check"])`, see [`CHECK_ARGS`]).
+    pub args: Option<&'a [String]>,
     /// Variables set on top of the clean environment (the `UPDATER_*` ones).
     pub env: &'a [(String, String)],
     pub timeout: Duration,
@@ -212,6 +223,14 @@ pub struct RunSpec<'a> {
     pub pgid_file: Option<&'a Path>,
 }
 
+/// The arguments of `main(["--check"])`, for a check that asks modules (SPEC §10).
+pub fn check_args() -> Vec<String> {
+    vec![CHECK_ARGS[0].to_string()]
+}
+
+/// `["--check"]`.
+pub const CHECK_ARGS: &[&str] = &["--check"];
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOutcome {
@@ -222,6 +241,10 @@ pub struct RunOutcome {
     /// "could not start /x/update: Permission denied". `None` on success.
     pub reason: Option<String>,
     pub duration: Duration,
+    /// What a Python `main` returned beyond `success` when it returned a dict (e.g. `updated`,
+    /// `rollback_success`, `message`): JSON values kept, others as their `repr`; at most 64 KiB
+    /// of JSON, else `{"truncated": true, "bytes": N}`. `None` for executables and other returns.
+    pub details: Option<serde_json::Value>,
 }
 
 /// Runs `spec.program` to completion or timeout (SPEC §5).
@@ -243,7 +266,7 @@ fn run_in(registry: &Registry, spec: &RunSpec) -> Result<RunOutcome> {
     output.note(&format!("=== {}: {}", spec.module, describe(spec)));
     let started = Instant::now();
     let verdict = match spec.program {
-        Program::Executable(path) => run_executable(spec, path, &output),
+        Program::Executable(path) => run_executable(spec, path, &output).map(|v| (v, None)),
         Program::PythonMain(file) => run_python_main(registry, spec, file, &output),
     };
     let duration = started.elapsed();
@@ -258,16 +281,19 @@ fn run_in(registry: &Registry, spec: &RunSpec) -> Result<RunOutcome> {
             return Err(err);
         }
     };
+    let (verdict, details) = verdict;
     let outcome = match verdict {
         Verdict::Success => RunOutcome {
             success: true,
             reason: None,
             duration,
+            details,
         },
         Verdict::Failure(reason) => RunOutcome {
             success: false,
             reason: Some(reason),
             duration,
+            details,
         },
     };
     output.note(&format!(
@@ -288,15 +314,18 @@ fn describe(spec: &RunSpec) -> String {
     match spec.program {
         Program::Executable(path) => {
             let _ = write!(text, "running {}", path.display());
-            for arg in spec.args {
+            for arg in spec.args.unwrap_or_default() {
                 let _ = write!(text, " {arg:?}");
             }
         }
         Program::PythonMain(file) => {
+            let args = match spec.args {
+                None => "None".to_string(),
+                Some(args) => format!("{args:?}"),
+            };
             let _ = write!(
                 text,
-                "running main({:?}) of {} with {}",
-                spec.args,
+                "running main({args}) of {} with {}",
                 file.display(),
                 spec.python.display()
             );
@@ -314,8 +343,8 @@ enum Verdict {
 
 fn run_executable(spec: &RunSpec, path: &Path, output: &Arc<Output>) -> Result<Verdict> {
     let mut command = Command::new(path);
-    command.args(spec.args);
-    Ok(match run_process(spec, command, output)? {
+    command.args(spec.args.unwrap_or_default());
+    Ok(match run_process(spec, command, &base_env(), output)? {
         Ended::NotStarted(reason) => Verdict::Failure(reason),
         Ended::TimedOut => Verdict::Failure(timeout_reason(spec.timeout)),
         Ended::Exited(status) if status.success() => Verdict::Success,
@@ -324,13 +353,14 @@ fn run_executable(spec: &RunSpec, path: &Path, output: &Arc<Output>) -> Result<V
 }
 
 /// Runs `main(args)` of the Python file `file`: in a process forked by the fork-server of
-/// `spec.python` when it can, else in a fresh interpreter. Both end in the same [`Verdict`].
+/// `spec.python` when it can, else in a fresh interpreter. Both end in the same [`Verdict`], with
+/// the `details` `main` returned.
 fn run_python_main(
     registry: &Registry,
     spec: &RunSpec,
     file: &Path,
     output: &Arc<Output>,
-) -> Result<Verdict> {
+) -> Result<(Verdict, Option<serde_json::Value>)> {
     // The shim resolves paths itself, but its working directory is the module directory, so a
     // relative one would be resolved twice.
     let module_dir = std::path::absolute(spec.module_dir).with_context(|| {
@@ -340,8 +370,21 @@ fn run_python_main(
         )
     })?;
     let file = module_dir.join(file);
+    let python = locate(spec.python);
+    let verdict_dir = tempfile::Builder::new()
+        .prefix("updater-verdict-")
+        .tempdir()
+        .context("cannot create a directory for the verdict of a Python run")?;
+    let verdict_file = verdict_dir.path().join("verdict");
+    File::create(&verdict_file)
+        .with_context(|| format!("cannot create verdict file {}", verdict_file.display()))?;
+    let request = ShimRequest {
+        module_dir: &module_dir,
+        file: &file,
+        verdict: &verdict_file,
+    };
     if fork_server_wanted() {
-        match server_key(spec, &module_dir) {
+        match server_key(spec, &python, &module_dir) {
             Err(why) => log::debug!(
                 "[{}] python fork-server not used: {why}; running a fresh interpreter",
                 spec.module
@@ -350,9 +393,9 @@ fn run_python_main(
                 None => log::debug!(
                     "[{}] no python fork-server for {}; running a fresh interpreter",
                     spec.module,
-                    spec.python.display()
+                    python.display()
                 ),
-                Some(server) => match run_forked(&server, spec, &module_dir, &file, output)? {
+                Some(server) => match run_forked(&server, spec, &request, output)? {
                     Forked::Ran(verdict) => {
                         server.troubles.store(0, Ordering::Relaxed);
                         note_path(PythonPath::ForkServer);
@@ -377,17 +420,137 @@ fn run_python_main(
         }
     }
     note_path(PythonPath::Fresh);
-    run_python_fresh(spec, &module_dir, &file, output)
+    run_python_fresh(spec, &python, &request, output)
 }
 
-/// Runs `main(args)` of `file` in a fresh interpreter under the embedded shim.
+/// What the shim is told (see `runner_shim.py`), besides the variables.
+struct ShimRequest<'a> {
+    module_dir: &'a Path,
+    file: &'a Path,
+    verdict: &'a Path,
+}
+
+impl ShimRequest<'_> {
+    /// The request as JSON; `None` when a path is not UTF-8 (JSON cannot carry it).
+    fn to_json(&self, spec: &RunSpec) -> Option<serde_json::Map<String, serde_json::Value>> {
+        use serde_json::Value;
+        let text = |path: &Path| path.to_str().map(|s| Value::String(s.to_string()));
+        let (root, name) = match install_root(self.module_dir) {
+            Some((root, name)) => (text(&root)?, Value::String(name)),
+            None => (Value::Null, Value::Null),
+        };
+        let args = match spec.args {
+            None => Value::Null,
+            Some(args) => Value::Array(args.iter().cloned().map(Value::String).collect()),
+        };
+        let mut map = serde_json::Map::new();
+        map.insert("dir".into(), text(self.module_dir)?);
+        map.insert("file".into(), text(self.file)?);
+        map.insert("args".into(), args);
+        map.insert("root".into(), root);
+        map.insert("name".into(), name);
+        map.insert("verdict".into(), text(self.verdict)?);
+        Some(map)
+    }
+
+    /// Reads the verdict the shim wrote: `None` when it wrote none (it did not get that far).
+    fn read_verdict(&self) -> Option<ShimVerdict> {
+        let mut text = Vec::new();
+        let read =
+            File::open(self.verdict).and_then(|file| file.take(MAX_VERDICT).read_to_end(&mut text));
+        match read {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(ShimVerdict::parse(&text)),
+        }
+    }
+}
+
+/// The shim's verdict.
+#[derive(Debug, Clone, PartialEq)]
+struct ShimVerdict {
+    verdict: Verdict,
+    details: Option<serde_json::Value>,
+}
+
+impl ShimVerdict {
+    /// Reads `{"ok": bool, "reason": str|null, "details": ...}`.
+    fn parse(text: &[u8]) -> ShimVerdict {
+        let value: serde_json::Value = match serde_json::from_slice(text) {
+            Ok(value) => value,
+            Err(err) => {
+                return ShimVerdict {
+                    verdict: Verdict::Failure(format!("unreadable verdict from python: {err}")),
+                    details: None,
+                }
+            }
+        };
+        let details = value.get("details").filter(|d| !d.is_null()).cloned();
+        let verdict = match value.get("ok").and_then(serde_json::Value::as_bool) {
+            Some(true) => Verdict::Success,
+            Some(false) => {
+                let reason = value
+                    .get("reason")
+                    .and_then(serde_json::Value::as_str)
+                    .map(|reason| one_line(reason, MAX_REASON))
+                    .filter(|reason| !reason.is_empty())
+                    .unwrap_or_else(|| "main() failed".to_string());
+                Verdict::Failure(reason)
+            }
+            None => Verdict::Failure("unreadable verdict from python: no \"ok\"".to_string()),
+        };
+        ShimVerdict { verdict, details }
+    }
+}
+
+/// The install root and module name of a module directory `<root>/modules/<name>` (SPEC §10), or
+/// `None` for a module elsewhere (or with a name that is not UTF-8).
+pub fn install_root(module_dir: &Path) -> Option<(PathBuf, String)> {
+    let name = module_dir.file_name()?.to_str()?;
+    let modules = module_dir.parent()?;
+    if modules.file_name()? != "modules" {
+        return None;
+    }
+    Some((modules.parent()?.to_path_buf(), name.to_string()))
+}
+
+/// `python` as it will be started: a bare name is looked up in the caller's `PATH` (the program
+/// gets [`DEFAULT_PATH`], which may not hold the caller's interpreter); anything else, or a name
+/// found nowhere, as given.
+fn locate(python: &Path) -> PathBuf {
+    if python.components().count() != 1 || python.is_absolute() {
+        return python.to_path_buf();
+    }
+    let path = std::env::var_os("PATH")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| OsString::from(DEFAULT_PATH));
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(python);
+        if fs::metadata(&candidate)
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        {
+            return std::path::absolute(&candidate).unwrap_or(candidate);
+        }
+    }
+    python.to_path_buf()
+}
+
+/// Runs `main(args)` in a fresh interpreter under the embedded shim.
 fn run_python_fresh(
     spec: &RunSpec,
-    module_dir: &Path,
-    file: &Path,
+    python: &Path,
+    request: &ShimRequest,
     output: &Arc<Output>,
-) -> Result<Verdict> {
-    let mut command = Command::new(spec.python);
+) -> Result<(Verdict, Option<serde_json::Value>)> {
+    let Some(json) = request.to_json(spec) else {
+        return Ok((
+            Verdict::Failure(format!(
+                "cannot run {}: a path is not UTF-8",
+                request.file.display()
+            )),
+            None,
+        ));
+    };
+    let mut command = Command::new(python);
     // -u: unbuffered, so output is logged as it comes and survives a kill; -B: write no
     // __pycache__ into the installed module.
     command
@@ -395,46 +558,56 @@ fn run_python_fresh(
         .arg("-B")
         .arg("-c")
         .arg(PYTHON_SHIM)
-        .arg(module_dir)
-        .arg(file)
-        .args(spec.args);
-    output.capture_result_line();
-    let ended = run_process(spec, command, output)?;
-    let result_line = output.take_result_line();
+        .arg(serde_json::Value::Object(json).to_string());
+    let ended = run_process(spec, command, &python_env(), output)?;
     Ok(match ended {
-        Ended::NotStarted(reason) => Verdict::Failure(reason),
-        Ended::TimedOut => Verdict::Failure(timeout_reason(spec.timeout)),
-        Ended::Exited(status) => python_verdict(status, result_line.as_deref()),
+        Ended::NotStarted(reason) => (Verdict::Failure(reason), None),
+        Ended::TimedOut => (Verdict::Failure(timeout_reason(spec.timeout)), None),
+        Ended::Exited(status) => python_verdict(status, request.read_verdict()),
     })
 }
 
-fn python_verdict(status: ExitStatus, result_line: Option<&str>) -> Verdict {
-    match result_line.map(parse_result_line) {
-        Some(Verdict::Success) if status.success() => Verdict::Success,
-        Some(Verdict::Success) => Verdict::Failure(format!(
-            "main() succeeded but python then ended: {}",
-            status_reason(status)
-        )),
-        Some(failure) => failure,
-        None if status.success() => {
-            Verdict::Failure("python exited before main() returned (exit status 0)".to_string())
-        }
-        None => Verdict::Failure(format!("python ended: {}", status_reason(status))),
-    }
+/// The variables every Python program gets: [`base_env`] with `PATH` = [`DEFAULT_PATH`] and
+/// `PYTHONUNBUFFERED=1` (SPEC §10).
+fn python_env() -> Vec<(OsString, OsString)> {
+    let mut env: Vec<_> = base_env()
+        .into_iter()
+        .filter(|(name, _)| name != "PATH" && name != "PYTHONUNBUFFERED")
+        .collect();
+    env.push((OsString::from("PATH"), OsString::from(DEFAULT_PATH)));
+    env.push((OsString::from("PYTHONUNBUFFERED"), OsString::from("1")));
+    env
 }
 
-/// Reads the shim's verdict line, without its [`RESULT_MARKER`] prefix: `ok` or `fail <reason>`.
-fn parse_result_line(line: &str) -> Verdict {
-    if line.trim() == "ok" {
-        return Verdict::Success;
+fn python_verdict(
+    status: ExitStatus,
+    verdict: Option<ShimVerdict>,
+) -> (Verdict, Option<serde_json::Value>) {
+    match verdict {
+        Some(ShimVerdict {
+            verdict: Verdict::Success,
+            details,
+        }) if status.success() => (Verdict::Success, details),
+        Some(ShimVerdict {
+            verdict: Verdict::Success,
+            details,
+        }) => (
+            Verdict::Failure(format!(
+                "main() succeeded but python then ended: {}",
+                status_reason(status)
+            )),
+            details,
+        ),
+        Some(ShimVerdict { verdict, details }) => (verdict, details),
+        None if status.success() => (
+            Verdict::Failure("python exited before main() returned (exit status 0)".to_string()),
+            None,
+        ),
+        None => (
+            Verdict::Failure(format!("python ended: {}", status_reason(status))),
+            None,
+        ),
     }
-    let reason = line.strip_prefix("fail").unwrap_or(line).trim();
-    let reason = if reason.is_empty() {
-        "main() failed".to_string()
-    } else {
-        one_line(reason, MAX_REASON)
-    };
-    Verdict::Failure(reason)
 }
 
 /// How a child process ended.
@@ -446,9 +619,15 @@ enum Ended {
     Exited(ExitStatus),
 }
 
-/// Starts `command` under the SPEC §5 rules, feeds its output to `output`, waits for it (or kills
-/// its process group at the timeout), then gives its output readers [`OUTPUT_GRACE`] to finish.
-fn run_process(spec: &RunSpec, mut command: Command, output: &Arc<Output>) -> Result<Ended> {
+/// Starts `command` under the SPEC §5 rules with the environment `env` plus `spec.env`, its stdout
+/// and stderr on the module's log file (followed into the run's log), and waits for it (or kills its
+/// process group at the timeout).
+fn run_process(
+    spec: &RunSpec,
+    mut command: Command,
+    env: &[(OsString, OsString)],
+    output: &Arc<Output>,
+) -> Result<Ended> {
     let program = command.get_program().to_owned();
     if !spec.module_dir.is_dir() {
         return Ok(Ended::NotStarted(format!(
@@ -457,14 +636,16 @@ fn run_process(spec: &RunSpec, mut command: Command, output: &Arc<Output>) -> Re
             spec.module_dir.display()
         )));
     }
+    let (stdout, stderr) = output.program_output()?;
     command
         .current_dir(spec.module_dir)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(stdout)
+        .stderr(stderr)
         .process_group(0);
-    clean_env(&mut command, spec.env);
+    clean_env(&mut command, env, spec.env);
 
+    let follower = Follower::start(output)?;
     let child = match spawn(&mut command) {
         Ok(child) => child,
         Err(err) => {
@@ -479,20 +660,10 @@ fn run_process(spec: &RunSpec, mut command: Command, output: &Arc<Output>) -> Re
     if let Some(p) = spec.pgid_file {
         crate::recover::record_process_group(p, child.id() as i32);
     }
+    // Only the child holds the log file as its output now.
+    drop(command);
     // From here on the guard kills and reaps the child on every early return.
     let mut child = Reaper::new(child);
-
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let mut readers = 0;
-    if let Some(stdout) = child.child.stdout.take() {
-        spawn_reader(stdout, Stream::Stdout, output, done_tx.clone())?;
-        readers += 1;
-    }
-    if let Some(stderr) = child.child.stderr.take() {
-        spawn_reader(stderr, Stream::Stderr, output, done_tx.clone())?;
-        readers += 1;
-    }
-    drop(done_tx);
 
     let deadline = started.checked_add(spec.timeout);
     let mut pause = Duration::from_millis(1);
@@ -519,18 +690,9 @@ fn run_process(spec: &RunSpec, mut command: Command, output: &Arc<Output>) -> Re
         thread::sleep(pause.min(left));
         pause = (pause * 2).min(Duration::from_millis(50));
     };
-
-    let grace_end = Instant::now() + OUTPUT_GRACE;
-    while readers > 0 {
-        match done_rx.recv_timeout(grace_end.saturating_duration_since(Instant::now())) {
-            Ok(()) => readers -= 1,
-            Err(RecvTimeoutError::Disconnected) => readers = 0,
-            Err(RecvTimeoutError::Timeout) => break,
-        }
-    }
-    if readers > 0 {
-        output.detach();
-    }
+    // What the program wrote is in the file: echo the rest. Later writes (of a background
+    // process it left) stay in the file only.
+    follower.finish();
     Ok(ended)
 }
 
@@ -554,11 +716,10 @@ fn spawn(command: &mut Command) -> io::Result<Child> {
     }
 }
 
-/// Clears the environment but for [`PASSED_ENV`] (PATH defaulting to [`DEFAULT_PATH`]), then sets
-/// `extra`.
-fn clean_env(command: &mut Command, extra: &[(String, String)]) {
+/// Clears the environment, then sets `base` (see [`base_env`], [`python_env`]) and `extra`.
+fn clean_env(command: &mut Command, base: &[(OsString, OsString)], extra: &[(String, String)]) {
     command.env_clear();
-    command.envs(base_env());
+    command.envs(base.iter().map(|(name, value)| (name, value)));
     for (name, value) in extra {
         command.env(name, value);
     }
@@ -629,48 +790,8 @@ impl Drop for Reaper {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stream {
-    Stdout,
-    Stderr,
-}
-
-/// Starts a thread that reads `pipe` line by line into `output`, then signals `done`. It outlives
-/// the run if something keeps the pipe open; by then `output` is detached and it only drains.
-fn spawn_reader<R: Read + Send + 'static>(
-    pipe: R,
-    stream: Stream,
-    output: &Arc<Output>,
-    done: mpsc::Sender<()>,
-) -> Result<()> {
-    let output = Arc::clone(output);
-    let name = match stream {
-        Stream::Stdout => "runner-stdout",
-        Stream::Stderr => "runner-stderr",
-    };
-    thread::Builder::new()
-        .name(name.to_string())
-        .spawn(move || {
-            let mut reader = BufReader::new(pipe);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
-                    Ok(0) => break,
-                    Ok(_) => output.line(stream, &line),
-                    Err(err) => {
-                        log::warn!("[{}] cannot read its output: {err}", output.module);
-                        break;
-                    }
-                }
-            }
-            let _ = done.send(());
-        })
-        .with_context(|| format!("cannot start the {name} reader thread"))?;
-    Ok(())
-}
-
-/// Where a run's output goes: the run's log and the module's log file.
+/// Where a run's output goes: the module's log file (the program writes there itself; the runner
+/// adds its header, footer and notices) and, echoed by a [`Follower`], the run's log.
 struct Output {
     module: String,
     log_path: PathBuf,
@@ -680,12 +801,6 @@ struct Output {
 struct OutputState {
     /// `None` after a write error (reported once).
     file: Option<File>,
-    /// Set once the run is over: later lines from lingering processes are dropped.
-    detached: bool,
-    /// Whether stderr lines starting with [`RESULT_MARKER`] are the shim's verdict.
-    capture_result: bool,
-    /// The last verdict line seen, without the marker.
-    result_line: Option<String>,
 }
 
 impl Output {
@@ -702,12 +817,7 @@ impl Output {
         Ok(Output {
             module: module.to_string(),
             log_path: log_path.to_path_buf(),
-            state: Mutex::new(OutputState {
-                file: Some(file),
-                detached: false,
-                capture_result: false,
-                result_line: None,
-            }),
+            state: Mutex::new(OutputState { file: Some(file) }),
         })
     }
 
@@ -716,67 +826,165 @@ impl Output {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// One line of the program's output, newline included or not.
-    fn line(&self, stream: Stream, raw: &[u8]) {
+    /// Whether the log file is empty or ends with a newline (also when it cannot be read).
+    fn ends_with_newline(&self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Ok(file) = File::open(&self.log_path) else {
+            return true;
+        };
+        let len = file.metadata().map(|meta| meta.len()).unwrap_or(0);
+        let mut last = [b'\n'];
+        len == 0 || file.read_at(&mut last, len - 1).is_err() || last[0] == b'\n'
+    }
+
+    /// The program's stdout and stderr: the log file, opened for appending (one open file
+    /// description for both, so their lines interleave in the order written).
+    fn program_output(&self) -> Result<(Stdio, Stdio)> {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .with_context(|| format!("cannot open log file {}", self.log_path.display()))?;
+        let copy = file
+            .try_clone()
+            .with_context(|| format!("cannot duplicate log file {}", self.log_path.display()))?;
+        Ok((Stdio::from(file), Stdio::from(copy)))
+    }
+
+    /// One line of the program's output (read back from the log file): to the run's log, split
+    /// into pieces of at most [`MAX_LINE`] bytes.
+    fn echo(&self, raw: &[u8]) {
         let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let text = String::from_utf8_lossy(raw);
-        let mut state = self.state();
-        if state.detached {
-            return;
+        if raw.is_empty() {
+            log::info!("[{}] ", self.module);
         }
-        if stream == Stream::Stderr && state.capture_result {
-            if let Some(result) = text.strip_prefix(RESULT_MARKER) {
-                state.result_line = Some(result.to_string());
-                return;
-            }
+        // MAX_LINE is a small constant: the conversion cannot truncate.
+        for piece in raw.chunks(MAX_LINE as usize) {
+            log::info!("[{}] {}", self.module, String::from_utf8_lossy(piece));
         }
-        log::info!("[{}] {text}", self.module);
-        self.write(&mut state, &text);
     }
 
     /// A line of the runner's own (header, footer, notices): to the log file only.
     fn note(&self, text: &str) {
         let mut state = self.state();
-        self.write(&mut state, text);
-    }
-
-    fn write(&self, state: &mut OutputState, text: &str) {
         let Some(file) = state.file.as_mut() else {
             return;
         };
-        let mut line = String::with_capacity(text.len() + 1);
+        let mut line = String::with_capacity(text.len() + 2);
+        // The program's last line may lack its newline: ours start on a line of their own.
+        if !self.ends_with_newline() {
+            line.push('\n');
+        }
         line.push_str(text);
         line.push('\n');
         if let Err(err) = file.write_all(line.as_bytes()) {
             log::warn!(
-                "[{}] cannot write log file {}: {err}; no more output goes there",
+                "[{}] cannot write log file {}: {err}; no more notes go there",
                 self.module,
                 self.log_path.display()
             );
             state.file = None;
         }
     }
+}
 
-    fn capture_result_line(&self) {
-        self.state().capture_result = true;
+/// Echoes what a program appends to the module's log file into the run's log, line by line (lines
+/// longer than [`MAX_LINE`] are split), from where the file ended when it started until
+/// [`Follower::finish`].
+struct Follower {
+    stop: mpsc::Sender<()>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Follower {
+    fn start(output: &Arc<Output>) -> Result<Follower> {
+        let mut file = File::open(&output.log_path).with_context(|| {
+            format!(
+                "cannot open log file {} to follow it",
+                output.log_path.display()
+            )
+        })?;
+        let mut offset = file
+            .seek(io::SeekFrom::End(0))
+            .with_context(|| format!("cannot read log file {}", output.log_path.display()))?;
+        let output = Arc::clone(output);
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = thread::Builder::new()
+            .name("runner-follow".to_string())
+            .spawn(move || {
+                let mut pending = Vec::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let last = !matches!(
+                        stopped.recv_timeout(FOLLOW_PAUSE),
+                        Err(RecvTimeoutError::Timeout)
+                    );
+                    loop {
+                        // Truncated by someone else: start over from its beginning.
+                        if file.metadata().is_ok_and(|meta| meta.len() < offset) {
+                            offset = 0;
+                            pending.clear();
+                        }
+                        let read = file
+                            .seek(io::SeekFrom::Start(offset))
+                            .and_then(|_| file.read(&mut buf));
+                        let read = match read {
+                            Ok(0) => break,
+                            Ok(read) => read,
+                            Err(err) => {
+                                log::warn!(
+                                    "[{}] cannot follow log file {}: {err}",
+                                    output.module,
+                                    output.log_path.display()
+                                );
+                                return;
+                            }
+                        };
+                        offset += read as u64;
+                        pending.extend_from_slice(&buf[..read]);
+                        let mut start = 0;
+                        while let Some(at) = pending[start..].iter().position(|&b| b == b'\n') {
+                            output.echo(&pending[start..start + at + 1]);
+                            start += at + 1;
+                        }
+                        pending.drain(..start);
+                        while pending.len() as u64 >= MAX_LINE {
+                            let rest = pending.split_off(MAX_LINE as usize);
+                            output.echo(&pending);
+                            pending = rest;
+                        }
+                    }
+                    if last {
+                        if !pending.is_empty() {
+                            output.echo(&pending);
+                        }
+                        return;
+                    }
+                }
+            })
+            .context("cannot start the log follower thread")?;
+        Ok(Follower {
+            stop,
+            thread: Some(thread),
+        })
     }
 
-    fn take_result_line(&self) -> Option<String> {
-        self.state().result_line.take()
+    /// Echoes what is in the file now and stops.
+    fn finish(mut self) {
+        self.stop_and_join();
     }
 
-    /// Drops all later output: the program ended but something still holds its stdout/stderr.
-    fn detach(&self) {
-        let mut state = self.state();
-        if state.detached {
-            return;
+    fn stop_and_join(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
-        let notice = "output still open after the program ended (a background process holds \
-                      it); ignoring the rest";
-        log::warn!("[{}] {notice}", self.module);
-        self.write(&mut state, &format!("=== {}: {notice}", self.module));
-        state.detached = true;
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop_and_join();
     }
 }
 
@@ -848,14 +1056,14 @@ fn one_line(text: &str, limit: usize) -> String {
 // The server keeps module processes forked ahead of their runs (its children, each in a process
 // group of its own). One of them accepts the run's connection, sets itself up as a fresh
 // interpreter would be, and answers "ready"; on "go" it runs the module, and when it ends the
-// server reports its wait status. The runner creates the run's two FIFOs in the server's private
-// (0700) directory and opens their read ends; the module process opens their write ends as its
-// stdout and stderr, so its output goes to the same `Output` as a fresh interpreter's. Until "go"
+// server reports its wait status. The module process opens the module's log file (for appending)
+// as its stdout and stderr, and the run's verdict file, exactly as a fresh interpreter would, so its
+// output and verdict reach the runner the same way. Until "go"
 // nothing of the module has run: any trouble up to there means a fresh interpreter instead. After
 // it, the run is the fork-server's: the runner enforces the timeout by killing the module
 // process's group, which the server keeps unreaped (waitid WNOWAIT) until the runner closes the
 // connection, so the group id cannot have been reused. If the server dies meanwhile, the run ends
-// when the module's output does, and the shim's verdict line decides.
+// when the module process is gone (within the timeout), and the shim's verdict file decides.
 //
 // The server exits when this process goes away: its stdout is a pipe whose read end (close-on-exec,
 // so no program started here inherits it) only this process holds, and it polls for that reader to
@@ -945,12 +1153,16 @@ struct ServerKey {
     /// looks at its directory and its parents (pyenv's `.python-version`) sees what it would see
     /// for a fresh interpreter.
     cwd: PathBuf,
-    /// [`base_env`] when the server started.
+    /// [`python_env`] when the server started.
     env: Vec<(OsString, OsString)>,
 }
 
 /// The fork-server key for `spec`, or why this run should use a fresh interpreter.
-fn server_key(spec: &RunSpec, module_dir: &Path) -> std::result::Result<ServerKey, String> {
+fn server_key(
+    spec: &RunSpec,
+    python: &Path,
+    module_dir: &Path,
+) -> std::result::Result<ServerKey, String> {
     // The server's environment is the base one; a variable of the run's that could change how
     // the interpreter or its launcher starts would make the forked process differ.
     if let Some((name, _)) = spec
@@ -962,10 +1174,10 @@ fn server_key(spec: &RunSpec, module_dir: &Path) -> std::result::Result<ServerKe
     }
     // A relative path with a directory part is resolved against the working directory, which
     // differs.
-    if spec.python.is_relative() && spec.python.components().count() > 1 {
+    if python.is_relative() && python.components().count() > 1 {
         return Err(format!(
             "the interpreter {} is a relative path",
-            spec.python.display()
+            python.display()
         ));
     }
     if !module_dir.is_dir() {
@@ -981,9 +1193,9 @@ fn server_key(spec: &RunSpec, module_dir: &Path) -> std::result::Result<ServerKe
         return Err(format!("{} has no parent", module_dir.display()));
     };
     Ok(ServerKey {
-        python: spec.python.to_path_buf(),
+        python: python.to_path_buf(),
         cwd: cwd.to_path_buf(),
-        env: base_env(),
+        env: python_env(),
     })
 }
 
@@ -1095,10 +1307,9 @@ struct ForkServer {
     /// The read end of the server's stdout, not read after "ready": closing it tells the server
     /// to exit.
     stdout: Mutex<Option<BufReader<ChildStdout>>>,
-    /// Private (0700): the socket and the runs' FIFOs.
-    dir: TempDir,
+    /// Private (0700): the socket; removed when dropped.
+    _dir: TempDir,
     socket: PathBuf,
-    next_run: AtomicU64,
     /// Runs in a row that could not use it.
     troubles: AtomicU32,
 }
@@ -1149,9 +1360,8 @@ impl ForkServer {
                 process: Mutex::new(child),
                 pid,
                 stdout: Mutex::new(Some(stdout)),
-                dir,
+                _dir: dir,
                 socket,
-                next_run: AtomicU64::new(0),
                 troubles: AtomicU32::new(0),
             }),
             Err(err) => {
@@ -1170,7 +1380,7 @@ impl ForkServer {
         thread::Builder::new()
             .name("forkserver-stderr".to_string())
             .spawn(move || {
-                // The server's own complaints (module output has its FIFOs).
+                // The server's own complaints (module output goes to its log file).
                 for line in BufReader::new(stderr).split(b'\n') {
                     match line {
                         Ok(line) => {
@@ -1263,7 +1473,7 @@ impl Drop for ForkServer {
 /// How a run offered to a fork-server went.
 enum Forked {
     /// The module ran (or was meant to run) in a forked process.
-    Ran(Verdict),
+    Ran((Verdict, Option<serde_json::Value>)),
     /// Nothing of the module ran; it should run in a fresh interpreter.
     Fallback {
         why: String,
@@ -1284,8 +1494,7 @@ enum ForkEnded {
 fn run_forked(
     server: &ForkServer,
     spec: &RunSpec,
-    module_dir: &Path,
-    file: &Path,
+    request: &ShimRequest,
     output: &Arc<Output>,
 ) -> Result<Forked> {
     fn fallback(why: String, server_trouble: bool) -> Result<Forked> {
@@ -1295,16 +1504,9 @@ fn run_forked(
         })
     }
 
-    let (Some(dir), Some(file)) = (module_dir.to_str(), file.to_str()) else {
+    let (Some(mut message), Some(log_path)) = (request.to_json(spec), output.log_path.to_str())
+    else {
         return fallback("a path is not UTF-8".to_string(), false);
-    };
-    let run = server.next_run.fetch_add(1, Ordering::Relaxed);
-    let (fifos, out, err) = match RunFifos::create(server.dir.path(), run) {
-        Ok(created) => created,
-        Err(err) => return fallback(format!("cannot create the run's FIFOs: {err}"), true),
-    };
-    let (Some(out_path), Some(err_path)) = (fifos.out.to_str(), fifos.err.to_str()) else {
-        return fallback("its directory is not UTF-8".to_string(), false);
     };
     let mut conn = match UnixStream::connect(&server.socket) {
         Ok(stream) => ServerConn::new(stream),
@@ -1315,15 +1517,10 @@ fn run_forked(
         .iter()
         .map(|(name, value)| (name.clone(), serde_json::Value::String(value.clone())))
         .collect();
-    let request = serde_json::json!({
-        "dir": dir,
-        "file": file,
-        "args": spec.args,
-        "env": env,
-        "out": out_path,
-        "err": err_path,
-    });
-    if let Err(err) = conn.send(&request.to_string()) {
+    message.insert("env".into(), serde_json::Value::Object(env));
+    message.insert("out".into(), log_path.into());
+    message.insert("err".into(), log_path.into());
+    if let Err(err) = conn.send(&serde_json::Value::Object(message).to_string()) {
         return fallback(
             format!("cannot send the request: {}", io_message(&err)),
             true,
@@ -1338,9 +1535,7 @@ fn run_forked(
         Ok(None) => return fallback("it closed the connection".to_string(), true),
         Err(err) => return fallback(format!("no answer: {}", io_message(&err)), true),
     }
-    // Both ends of the FIFOs are open: their names have served.
-    drop(fifos);
-    output.capture_result_line();
+    let follower = Follower::start(output)?;
     let started = Instant::now();
     if let Err(err) = conn.send("go") {
         // The module process is gone: it will not run anything.
@@ -1361,17 +1556,23 @@ fn run_forked(
                     return fallback(format!("it said {}", one_line(&line, MAX_REASON)), false)
                 }
                 None => {
-                    return Ok(Forked::Ran(Verdict::Failure(format!(
-                        "python fork-server said {} instead of the pid of main()'s process",
-                        one_line(&line, 80)
-                    ))))
+                    return Ok(Forked::Ran((
+                        Verdict::Failure(format!(
+                            "python fork-server said {} instead of the pid of main()'s process",
+                            one_line(&line, 80)
+                        )),
+                        None,
+                    )))
                 }
             }
         }
         // The module process may or may not have read "go": it cannot run again.
         Ok(None) | Err(_) => {
-            return Ok(Forked::Ran(Verdict::Failure(
-                "python fork-server ended before reporting main()'s process".to_string(),
+            return Ok(Forked::Ran((
+                Verdict::Failure(
+                    "python fork-server ended before reporting main()'s process".to_string(),
+                ),
+                None,
             )))
         }
     };
@@ -1384,13 +1585,6 @@ fn run_forked(
         pid,
         ended: false,
     };
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    for (pipe, stream) in [(out, Stream::Stdout), (err, Stream::Stderr)] {
-        set_blocking(&pipe).context("cannot make an output FIFO blocking")?;
-        spawn_reader(pipe, stream, output, done_tx.clone())?;
-    }
-    drop(done_tx);
-    let mut readers = 2;
 
     let deadline = started.checked_add(spec.timeout);
     let mut ended = loop {
@@ -1416,7 +1610,7 @@ fn run_forked(
                 break ForkEnded::TimedOut;
             }
             Ok(None) | Err(_) => {
-                // The server is gone; the process runs on (and its output tells when it ends).
+                // The server is gone; the process runs on.
                 log::debug!(
                     "[{}] python fork-server {} went away while main() ran",
                     spec.module,
@@ -1432,92 +1626,55 @@ fn run_forked(
     drop(child);
 
     if let ForkEnded::Lost = ended {
-        // Nobody reports the process's end: wait for its output to end instead, within the
-        // timeout. Its group id is its own while its output is open.
-        while readers > 0 {
-            let waited = match deadline {
-                Some(deadline) => {
-                    done_rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                }
-                None => done_rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match waited {
-                Ok(()) => readers -= 1,
-                Err(RecvTimeoutError::Disconnected) => readers = 0,
-                Err(RecvTimeoutError::Timeout) => {
-                    kill_process_group(pid);
-                    ended = ForkEnded::TimedOut;
-                    break;
-                }
+        // Nobody reports the process's end: wait until it is gone (it was the server's child;
+        // init reaps it now), within the timeout.
+        let mut pause = Duration::from_millis(1);
+        while !process_gone(pid) {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                kill_process_group(pid);
+                ended = ForkEnded::TimedOut;
+                break;
             }
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
-    let grace_end = Instant::now() + OUTPUT_GRACE;
-    while readers > 0 {
-        match done_rx.recv_timeout(grace_end.saturating_duration_since(Instant::now())) {
-            Ok(()) => readers -= 1,
-            Err(RecvTimeoutError::Disconnected) => readers = 0,
-            Err(RecvTimeoutError::Timeout) => break,
-        }
-    }
-    if readers > 0 {
-        output.detach();
-    }
-    let result_line = output.take_result_line();
+    follower.finish();
+    let verdict = request.read_verdict();
     Ok(Forked::Ran(match ended {
-        ForkEnded::TimedOut => Verdict::Failure(timeout_reason(spec.timeout)),
-        ForkEnded::Exited(status) => python_verdict(status, result_line.as_deref()),
-        // Without a status, the shim's verdict line is all there is.
-        ForkEnded::Lost => match result_line.as_deref().map(parse_result_line) {
-            Some(verdict) => verdict,
-            None => Verdict::Failure(
-                "python ended without a verdict while its fork-server was gone".to_string(),
+        ForkEnded::TimedOut => (Verdict::Failure(timeout_reason(spec.timeout)), None),
+        ForkEnded::Exited(status) => python_verdict(status, verdict),
+        // Without a status, the shim's verdict is all there is.
+        ForkEnded::Lost => match verdict {
+            Some(ShimVerdict { verdict, details }) => (verdict, details),
+            None => (
+                Verdict::Failure(
+                    "python ended without a verdict while its fork-server was gone".to_string(),
+                ),
+                None,
             ),
         },
     }))
+}
+
+/// Whether `pid` no longer names a live process (gone, or a zombie waiting to be reaped).
+fn process_gone(pid: rustix::process::Pid) -> bool {
+    if rustix::process::test_kill_process(pid).is_err() {
+        return true;
+    }
+    match fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())) {
+        Err(_) => true,
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            state.starts_with('Z') || state.starts_with('X')
+        }
+    }
 }
 
 /// `status N`: a wait status.
 fn parse_status(line: &str) -> Option<ExitStatus> {
     let raw = line.strip_prefix("status ")?.trim().parse::<i32>().ok()?;
     Some(ExitStatus::from_raw(raw))
-}
-
-fn set_blocking(file: &File) -> io::Result<()> {
-    let flags = rustix::fs::fcntl_getfl(file)?;
-    rustix::fs::fcntl_setfl(file, flags - rustix::fs::OFlags::NONBLOCK)?;
-    Ok(())
-}
-
-/// A run's stdout and stderr FIFOs, removed when dropped.
-struct RunFifos {
-    out: PathBuf,
-    err: PathBuf,
-}
-
-impl RunFifos {
-    /// Creates them in `dir` and opens their read ends (non-blocking: nobody writes yet).
-    fn create(dir: &Path, run: u64) -> io::Result<(RunFifos, File, File)> {
-        let fifos = RunFifos {
-            out: dir.join(format!("{run}.out")),
-            err: dir.join(format!("{run}.err")),
-        };
-        let mode = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
-        rustix::fs::mkfifoat(rustix::fs::CWD, &fifos.out, mode)?;
-        rustix::fs::mkfifoat(rustix::fs::CWD, &fifos.err, mode)?;
-        let flags =
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC;
-        let out = rustix::fs::open(&fifos.out, flags, rustix::fs::Mode::empty())?;
-        let err = rustix::fs::open(&fifos.err, flags, rustix::fs::Mode::empty())?;
-        Ok((fifos, File::from(out), File::from(err)))
-    }
-}
-
-impl Drop for RunFifos {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.out);
-        let _ = fs::remove_file(&self.err);
-    }
 }
 
 /// A run's connection to the fork-server: lines both ways.
@@ -1615,6 +1772,7 @@ impl Drop for ForkedChild {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+    use std::sync::atomic::AtomicU64;
     use tempfile::TempDir;
 
     /// A module directory (named `name`) and a log file path, in a fresh temporary directory.
@@ -1695,7 +1853,7 @@ mod tests {
                 module: "demo",
                 module_dir: &f.dir,
                 program,
-                args: &args,
+                args: Some(&args),
                 env: &env,
                 timeout,
                 log_file: &f.log,
@@ -1742,7 +1900,7 @@ mod tests {
     }
 
     fn log_text(f: &Fixture) -> String {
-        fs::read_to_string(&f.log).expect("read log file")
+        String::from_utf8_lossy(&fs::read(&f.log).expect("read log file")).into_owned()
     }
 
     /// The program's own lines in the log file (header, footer and notices left out).
@@ -1750,7 +1908,7 @@ mod tests {
         log_text(f)
             .lines()
             .filter(|line| !line.starts_with("=== "))
-            .map(str::to_string)
+            .map(|line| line.strip_suffix('\r').unwrap_or(line).to_string())
             .collect()
     }
 
@@ -1971,7 +2129,7 @@ mod tests {
                 module: "demo",
                 module_dir: &f.dir,
                 program: &program,
-                args: &[],
+                args: None,
                 env: &[],
                 timeout: Duration::from_secs(5),
                 log_file: &f.log,
@@ -2026,7 +2184,6 @@ mod tests {
         assert_success(&outcome, &f);
         assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
         assert!(output_lines(&f).contains(&"done".to_string()));
-        assert!(log_text(&f).contains("output still open"));
     }
 
     #[test]
@@ -2131,7 +2288,7 @@ mod tests {
                 ("def main(args):\n    pass\n", "main() returned None"),
                 (
                     "def main(args):\n    return False\n",
-                    "main() returned False",
+                    "main() returned False twice",
                 ),
                 (
                     "def main(args):\n    return {'success': False, 'error': 'disk full'}\n",
@@ -2167,7 +2324,7 @@ mod tests {
                     expected,
                     "source:\n{source}\nlog:\n{log}"
                 );
-                assert!(!log.contains(RESULT_MARKER), "{log}");
+                assert!(!log.contains("UPDATER-RESULT"), "{log}");
                 assert!(log.contains(&format!("failure: {expected} after")), "{log}");
             }
 
@@ -2692,7 +2849,7 @@ mod tests {
                 module: "demo",
                 module_dir: &f.dir,
                 program: &program,
-                args: &[],
+                args: None,
                 env: &spec_env,
                 timeout: Duration::from_secs(30),
                 log_file: &f.log,
@@ -2713,7 +2870,7 @@ mod tests {
                 module: "demo",
                 module_dir: &f.dir,
                 program: &program,
-                args: &[],
+                args: None,
                 env: &spec_env,
                 timeout: Duration::from_secs(30),
                 log_file: &f.log,
@@ -2736,13 +2893,14 @@ mod tests {
                 module: "demo",
                 module_dir: &f.dir,
                 program: &Program::PythonMain(f.dir.join("index.py")),
-                args: &[],
+                args: None,
                 env: &[],
                 timeout: Duration::from_secs(30),
                 log_file: &f.log,
                 python: Path::new("python3"),
                 pgid_file: None,
             },
+            &locate(Path::new("python3")),
             &f.dir,
         )
         .expect("key");
@@ -2754,7 +2912,7 @@ mod tests {
         assert!(status.is_some_and(|s| s.success()), "{status:?}");
         assert!(!alive(pid));
         assert!(
-            !server.dir.path().exists(),
+            !server._dir.path().exists(),
             "the server removes its directory"
         );
     }
@@ -2890,7 +3048,7 @@ mod tests {
                 module: "demo",
                 module_dir: &f.dir,
                 program,
-                args: &[],
+                args: None,
                 env: &[],
                 timeout: Duration::from_secs(30),
                 log_file: &f.log,
@@ -2947,15 +3105,30 @@ mod tests {
 
     #[test]
     fn verdict_parsing_and_formatting() {
-        assert_eq!(parse_result_line("ok"), Verdict::Success);
+        let parse = |text: &str| ShimVerdict::parse(text.as_bytes());
+        assert_eq!(parse(r#"{"ok": true}"#).verdict, Verdict::Success);
         assert_eq!(
-            parse_result_line("fail main() returned None"),
-            Verdict::Failure("main() returned None".to_string())
+            parse(r#"{"ok": false, "reason": "main() returned None", "details": null}"#),
+            ShimVerdict {
+                verdict: Verdict::Failure("main() returned None".to_string()),
+                details: None
+            }
         );
         assert_eq!(
-            parse_result_line("fail"),
+            parse(r#"{"ok": false, "reason": ""}"#).verdict,
             Verdict::Failure("main() failed".to_string())
         );
+        assert_eq!(
+            parse(r#"{"ok": true, "details": {"updated": true}}"#).details,
+            Some(serde_json::json!({"updated": true}))
+        );
+        for garbage in ["", "UPDATER-RESULT: ok", r#"{"ok": "yes"}"#, "[1]"] {
+            let verdict = parse(garbage).verdict;
+            assert!(
+                matches!(&verdict, Verdict::Failure(reason) if reason.starts_with("unreadable verdict")),
+                "{garbage:?}: {verdict:?}"
+            );
+        }
         assert_eq!(short_duration(Duration::from_secs(2)), "2s");
         assert_eq!(short_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(short_duration(Duration::from_millis(250)), "250ms");

@@ -8,7 +8,10 @@
 # it, binds SOCKET_PATH and keeps a few module processes forked ahead of their runs. One connection
 # to SOCKET_PATH is one run; lines both ways:
 #
-#   updater -> {"dir", "file", "args", "env", "out", "err"}   the run (JSON); out/err are its FIFOs
+#   updater -> {"dir", "file", "args", "root", "name", "verdict", "env", "out", "err"}
+#                                        the run (JSON): the shim's request (runner_shim.py) plus
+#                                        its variables and where its stdout/stderr go (the
+#                                        module's log file, opened for appending)
 #   updater <- "ready" | "error <why>"   set up (nothing of the module ran yet; on error it exits)
 #   updater -> "go"
 #   updater <- "pid <n>"                 the module process runs the module
@@ -23,10 +26,10 @@
 #
 # A module process, forked ahead: waits for and accepts a connection (one process per connection:
 # the kernel wakes one accept), hands a duplicate to the server, reads the run, gets ready in its
-# own process (working directory, environment, stdin /dev/null, stdout and stderr on the run's
-# FIFOs, no other descriptor open but those the server inherited from updater, as a fresh
+# own process (working directory, environment, stdin /dev/null, stdout and stderr on the module's
+# log file, no other descriptor open but those the server inherited from updater, as a fresh
 # interpreter would inherit them; the server's own modules forgotten), answers "ready", and on "go"
-# does exactly what the shim's last lines do in a fresh interpreter: _finish(*_run(dir, file, args)),
+# does exactly what the shim's last lines do in a fresh interpreter: _finish(*_run(request)),
 # whose SystemExit ends the process as interpreter shutdown would (_shut_down explains the
 # difference).
 #
@@ -177,9 +180,9 @@ def _module_process(listener, server):
         request = json.loads(line.decode("utf-8"))
         os.chdir(request["dir"])
         _set_environ(_child_environ(request["env"]))
-        # O_NONBLOCK: fails (ENXIO) instead of waiting when updater no longer reads the FIFO.
-        out_fd = os.open(request["out"], os.O_WRONLY | os.O_NONBLOCK)
-        err_fd = os.open(request["err"], os.O_WRONLY | os.O_NONBLOCK)
+        # The module's log file (appended to), as for a fresh interpreter.
+        out_fd = os.open(request["out"], os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+        err_fd = os.open(request["err"], os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
         os.set_blocking(out_fd, True)
         os.set_blocking(err_fd, True)
         os.dup2(null_fd, 0)
@@ -469,6 +472,6 @@ def _main():
 
 _request = _main()
 try:
-    _SHIM["_finish"](*_SHIM["_run"](_request["dir"], _request["file"], _request["args"]))
+    _SHIM["_finish"](*_SHIM["_run"](_request))
 except SystemExit as _exit:
     _shut_down(_exit.code)

@@ -799,7 +799,8 @@ fn python_entry_imports_its_directory_as_a_package_with_the_environment() {
             "",
             "1.2.0",
             canon(root.module_dir("pkg-mod")).to_str().unwrap(),
-            "[]",
+            // A sync calls main(None) (SPEC §10).
+            "None",
         ]
     );
 }
