@@ -94,6 +94,7 @@ fn sync_and_plan(
     layout: &Layout,
     installed: Option<&GlobalIndex>,
     state: &State,
+    holds: std::collections::BTreeSet<String>,
 ) -> Result<(SyncedRepo, Plan)> {
     let url = cfg
         .repo_url
@@ -149,6 +150,8 @@ fn sync_and_plan(
     let opts = PlanOptions {
         allow_downgrade: cfg.allow_downgrade,
         prune: cfg.prune,
+        force: cfg.force,
+        holds,
     };
     // Only check can see an unrepaired journal (writing commands repaired it under the lock).
     let overrides = recover::pending_overrides(layout)?;
@@ -167,17 +170,26 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
     let layout = &session.layout;
     let installed = GlobalIndex::load(&layout.index())?;
     let mut state = State::load(&layout.state_file())?;
-    let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref(), &state)?;
-    report::log_decisions(&plan);
+    let choices = crate::preserve::MachineChoices::load(layout)?;
+    let (synced, mut plan) =
+        sync_and_plan(cfg, layout, installed.as_ref(), &state, choices.holds())?;
+    report::log_decision_lines(&plan);
+    let run = apply::run_mode(cfg.run, installed.as_ref());
+    let content = crate::content::check(
+        layout,
+        installed.as_ref(),
+        &plan,
+        run,
+        &apply::default_python(),
+    )?;
+    plan.content_updates = content.values().filter(|c| c.update).count();
+    let any_updates = report::log_found(&plan, true);
     if cfg.json {
-        report::print_json(&report::json_document(
-            "check",
-            &synced,
-            &plan,
-            &BTreeMap::new(),
-        ));
+        let mut doc = report::json_document("check", &synced, &plan, &BTreeMap::new());
+        crate::content::annotate(&mut doc, &content);
+        report::print_json(&doc);
     }
-    let available = Some(plan.to_apply().count());
+    let available = Some(plan.to_apply().count() + plan.content_updates);
     if state.updates_available != available {
         state.updates_available = available;
         state.save()?;
@@ -185,7 +197,7 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
     let status = if plan.invalid_count() > 0 {
         log::error!("{} modules are invalid", plan.invalid_count());
         ExitStatus::Failure
-    } else if cfg.exit_code && plan.to_apply().next().is_some() {
+    } else if cfg.exit_code && any_updates {
         ExitStatus::UpdatesAvailable
     } else {
         ExitStatus::Success
@@ -202,12 +214,18 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     let layout = &session.layout;
     let installed = GlobalIndex::load(&layout.index())?;
     let mut state = State::load(&layout.state_file())?;
-    let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref(), &state)?;
+    let mut choices = crate::preserve::MachineChoices::load(layout)?;
+    if choices.seeded {
+        choices.save()?;
+    }
+    let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref(), &state, choices.holds())?;
     report::log_decisions(&plan);
     let opts = ApplyOptions {
         jobs: cfg.jobs,
         python: apply::default_python(),
         progress: show_progress(cfg),
+        run: apply::run_mode(cfg.run, installed.as_ref()),
+        machine_enabled: choices.enabled.clone(),
     };
     let outcomes = apply::apply(layout, &plan, &opts)?;
 
@@ -235,7 +253,7 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
 
     for (name, o) in &outcomes {
         let version = plan.get(name).and_then(|m| m.available.as_deref());
-        state.record(name, o.result, version, o.error.as_deref());
+        state.record(name, o.result.as_str(), version, o.error.as_deref());
     }
     state.last_commit = Some(synced.commit.clone());
     state.updates_available = Some(
@@ -401,6 +419,8 @@ pub fn set_enabled(cfg: &Config, name: &str, enabled: bool) -> Result<ExitStatus
             );
         }
     }
+    // The machine's own choice: kept across updates, and a `false` holds the module.
+    crate::preserve::MachineChoices::record(&session.layout, name, enabled)?;
     Ok(ExitStatus::Success)
 }
 
