@@ -26,7 +26,8 @@ fn set_top(repo: &UpdatesRepo, name: &str, key: &str, value: Value) {
 #[test]
 fn run_enabled_runs_unchanged_modules_after_the_installs_of_their_priority() {
     let repo = UpdatesRepo::new();
-    repo.add_module("steady", "1.0.0").add_module("fresh", "1.0.0");
+    repo.add_module("steady", "1.0.0")
+        .add_module("fresh", "1.0.0");
     repo.add_module("early", "1.0.0");
     repo.set_metadata("early", "priority", json!(1));
     repo.commit("three modules");
@@ -45,7 +46,11 @@ fn run_enabled_runs_unchanged_modules_after_the_installs_of_their_priority() {
     // Priority 1 first; within priority 100 the update before the unchanged module.
     assert_eq!(
         root.runs(),
-        ["early 1.0.0->1.0.0", "fresh 1.0.0->1.1.0", "steady 1.0.0->1.0.0"]
+        [
+            "early 1.0.0->1.0.0",
+            "fresh 1.0.0->1.1.0",
+            "steady 1.0.0->1.0.0"
+        ]
     );
     let doc = json_of(&out);
     assert_eq!(module_entry(&doc, "fresh")["result"], "applied");
@@ -77,10 +82,7 @@ fn run_enabled_failure_restores_backup_paths_leaves_files_and_exits_3() {
     let update = root.module_dir("svc").join("update");
     std::fs::write(
         &update,
-        format!(
-            "#!/bin/sh\necho broken > '{}'\nexit 1\n",
-            target.display()
-        ),
+        format!("#!/bin/sh\necho broken > '{}'\nexit 1\n", target.display()),
     )
     .unwrap();
     let before = snapshot(&root.module_dir("svc"), &[]);
@@ -91,7 +93,10 @@ fn run_enabled_failure_restores_backup_paths_leaves_files_and_exits_3() {
     let doc = json_of(&out);
     let row = module_entry(&doc, "svc");
     assert_eq!(row["result"], "failed");
-    assert!(row["error"].as_str().unwrap().contains("exit status 1"), "{row}");
+    assert!(
+        row["error"].as_str().unwrap().contains("exit status 1"),
+        "{row}"
+    );
     assert_eq!(doc["summary"]["failed"], 1);
 }
 
@@ -111,7 +116,8 @@ fn installed_index_metadata_run_enabled_is_the_default_mode() {
 }
 
 fn git_group(repo: &UpdatesRepo) {
-    repo.add_module("gogs", "1.0.0").add_module("forgejo", "1.0.0");
+    repo.add_module("gogs", "1.0.0")
+        .add_module("forgejo", "1.0.0");
     for (name, order) in [("gogs", 1), ("forgejo", 2)] {
         repo.set_metadata(name, "group", json!("git"));
         repo.set_metadata(name, "group_order", json!(order));
@@ -127,7 +133,8 @@ fn group_runs_only_its_first_active_member_and_the_other_is_standby() {
     let root = InstallRoot::new();
     let bin = fake_systemctl(&["forgejo.service"]);
     let mut cmd = updater(&root, &repo);
-    cmd.args(["sync", "--json"]).env("PATH", path_with(bin.path()));
+    cmd.args(["sync", "--json"])
+        .env("PATH", path_with(bin.path()));
     let out = run(cmd);
     assert_code(&out, 0);
     assert_eq!(root.runs(), ["forgejo ->1.0.0"]);
@@ -137,7 +144,13 @@ fn group_runs_only_its_first_active_member_and_the_other_is_standby() {
     assert_eq!(module_entry(&doc, "forgejo")["result"], "applied");
     let gogs = module_entry(&doc, "gogs");
     assert_eq!(gogs["result"], "standby");
-    assert!(gogs["error"].as_str().unwrap().contains("forgejo runs instead"), "{gogs}");
+    assert!(
+        gogs["error"]
+            .as_str()
+            .unwrap()
+            .contains("forgejo runs instead"),
+        "{gogs}"
+    );
     assert_eq!(doc["summary"]["standby"], 1);
 
     // Under --run enabled, the same choice every run.
@@ -164,7 +177,10 @@ fn group_with_no_active_member_runs_none_with_a_warning() {
     assert_code(&out, 0);
     assert!(root.runs().is_empty(), "{:?}", root.runs());
     let text = all_output(&out);
-    assert!(text.contains("[WARNING]") && text.contains("no active implementation"), "{text}");
+    assert!(
+        text.contains("[WARNING]") && text.contains("no active implementation"),
+        "{text}"
+    );
     let probed = std::fs::read_to_string(bin.path().join("probed")).unwrap();
     assert_eq!(probed, "gogs.service\nforgejo.service\n");
 }
@@ -173,7 +189,12 @@ fn group_with_no_active_member_runs_none_with_a_warning() {
 fn an_update_keeps_the_machines_values_and_the_repositorys_other_keys() {
     let repo = UpdatesRepo::new();
     repo.add_module("site", "1.0.0");
-    set_top(&repo, "site", "repo", json!({"url": "https://a/b.git", "branch": "master"}));
+    set_top(
+        &repo,
+        "site",
+        "repo",
+        json!({"url": "https://a/b.git", "branch": "master"}),
+    );
     set_top(
         &repo,
         "site",
@@ -185,7 +206,12 @@ fn an_update_keeps_the_machines_values_and_the_repositorys_other_keys() {
             "secret": "repo"
         }),
     );
-    set_top(&repo, "site", "migrations", json!([{"id": "01", "has_run": false}]));
+    set_top(
+        &repo,
+        "site",
+        "migrations",
+        json!([{"id": "01", "has_run": false}]),
+    );
     repo.set_metadata("site", "preserve", json!(["/config/secret"]));
     repo.commit("site 1.0.0");
     let root = InstallRoot::new();
@@ -203,7 +229,12 @@ fn an_update_keeps_the_machines_values_and_the_repositorys_other_keys() {
     std::fs::write(&p, to_json(&doc)).unwrap();
 
     repo.set_version("site", "2.0.0");
-    set_top(&repo, "site", "migrations", json!([{"id": "01", "has_run": false}, {"id": "02", "has_run": false}]));
+    set_top(
+        &repo,
+        "site",
+        "migrations",
+        json!([{"id": "01", "has_run": false}, {"id": "02", "has_run": false}]),
+    );
     set_top(&repo, "site", "added", json!("new key"));
     repo.commit("site 2.0.0");
     let out = sync(&root, &repo, &[]);
@@ -213,14 +244,33 @@ fn an_update_keeps_the_machines_values_and_the_repositorys_other_keys() {
     assert_eq!(doc["repo"]["branch"], "dev");
     assert_eq!(doc["config"]["repository"]["branch"], "beta");
     assert_eq!(doc["config"]["components"]["tabs"]["enabled"], false);
-    assert_eq!(doc["config"]["target_paths"]["components"]["api"]["enabled"], false);
+    assert_eq!(
+        doc["config"]["target_paths"]["components"]["api"]["enabled"],
+        false
+    );
     assert_eq!(doc["config"]["secret"], "local\nforged");
-    assert_eq!(doc["migrations"], json!([{"id": "01", "has_run": true}, {"id": "02", "has_run": false}]));
+    assert_eq!(
+        doc["migrations"],
+        json!([{"id": "01", "has_run": true}, {"id": "02", "has_run": false}])
+    );
     assert_eq!(doc["added"], "new key");
     let keys: Vec<&String> = doc.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["metadata", "configuration", "repo", "config", "migrations", "added"]);
+    assert_eq!(
+        keys,
+        [
+            "metadata",
+            "configuration",
+            "repo",
+            "config",
+            "migrations",
+            "added"
+        ]
+    );
     let text = all_output(&out);
-    assert!(text.contains("kept this machine's /config/secret = \"local\\nforged\""), "{text}");
+    assert!(
+        text.contains("kept this machine's /config/secret = \"local\\nforged\""),
+        "{text}"
+    );
     // Every line of output is a log line: the newline in the value did not forge one.
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         assert!(is_log_line(line), "{line:?}");
@@ -285,7 +335,10 @@ fn machine_disable_holds_against_the_repositorys_true_until_enable() {
     let out = sync(&root, &repo, &["--json", "--run", "enabled"]);
     assert_code(&out, 0);
     assert_eq!(decision(&json_of(&out), "m00"), "held");
-    assert_eq!(root.read_module_index("m00")["metadata"]["schema_version"], "1.0.0");
+    assert_eq!(
+        root.read_module_index("m00")["metadata"]["schema_version"],
+        "1.0.0"
+    );
     assert_eq!(root.runs(), ["m00 ->1.0.0"]);
 
     let mut cmd = updater_at(&root);
@@ -312,7 +365,11 @@ fn prune_refuses_to_remove_more_than_half_without_force() {
     let before = root.snapshot();
     let out = sync(&root, &repo, &["--prune"]);
     assert_code(&out, 1);
-    assert!(all_output(&out).contains("refusing --prune: it would remove 2 of the 3"), "{}", dump(&out));
+    assert!(
+        all_output(&out).contains("refusing --prune: it would remove 2 of the 3"),
+        "{}",
+        dump(&out)
+    );
     assert_eq!(root.snapshot(), before);
     assert_code(&sync(&root, &repo, &["--prune", "--force"]), 0);
     assert!(!root.module_dir("m01").exists() && !root.module_dir("m02").exists());
@@ -329,7 +386,11 @@ fn prune_refuses_a_repository_without_modules() {
     let before = root.snapshot();
     let out = sync(&root, &repo, &["--prune"]);
     assert_code(&out, 1);
-    assert!(all_output(&out).contains("has no modules/ directory"), "{}", dump(&out));
+    assert!(
+        all_output(&out).contains("has no modules/ directory"),
+        "{}",
+        dump(&out)
+    );
     assert_eq!(root.snapshot(), before);
 }
 
@@ -356,7 +417,9 @@ fn check_with_run_enabled_asks_the_check_modules_for_content_updates() {
     repo.commit("two python modules");
     let root = InstallRoot::new();
     assert_code(&sync(&root, &repo, &[]), 0);
-    let args = |n: &str| std::fs::read_to_string(root.path().join(format!(".args-{n}"))).unwrap_or_default();
+    let args = |n: &str| {
+        std::fs::read_to_string(root.path().join(format!(".args-{n}"))).unwrap_or_default()
+    };
     // (The sync's call: `main(None)` per SPEC §10 once the runner passes it; `[]` today.)
     let synced = args("os");
     assert_eq!(synced.lines().count(), 1);
@@ -368,7 +431,10 @@ fn check_with_run_enabled_asks_the_check_modules_for_content_updates() {
     assert_eq!(args("os"), format!("{synced}['--check']\n"));
     assert_eq!(args("other"), synced);
     let doc = json_of(&out);
-    assert!(module_entry(&doc, "os").as_object().unwrap().contains_key("content_update"));
+    assert!(module_entry(&doc, "os")
+        .as_object()
+        .unwrap()
+        .contains_key("content_update"));
 
     // Without --run enabled, check runs no module code.
     let mut cmd = updater(&root, &repo);
@@ -376,7 +442,11 @@ fn check_with_run_enabled_asks_the_check_modules_for_content_updates() {
     let out = run(cmd);
     assert_code(&out, 0);
     assert_eq!(args("os"), format!("{synced}['--check']\n"));
-    assert!(all_output(&out).contains("No updates available"), "{}", dump(&out));
+    assert!(
+        all_output(&out).contains("No updates available"),
+        "{}",
+        dump(&out)
+    );
 }
 
 #[test]
@@ -391,7 +461,17 @@ fn check_says_updates_are_available_with_the_needs_update_lines() {
     let out = run(cmd);
     assert_code(&out, 0);
     let msgs = log_messages(&stdout_of(&out));
-    assert!(msgs.iter().any(|m| m == "Module m00 needs update: 1.0.0 → 1.1.0"), "{msgs:?}");
-    assert!(msgs.iter().any(|m| m == "Updates are available"), "{msgs:?}");
-    assert!(!msgs.iter().any(|m| m == "No updates available"), "{msgs:?}");
+    assert!(
+        msgs.iter()
+            .any(|m| m == "Module m00 needs update: 1.0.0 → 1.1.0"),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m == "Updates are available"),
+        "{msgs:?}"
+    );
+    assert!(
+        !msgs.iter().any(|m| m == "No updates available"),
+        "{msgs:?}"
+    );
 }
