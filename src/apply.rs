@@ -605,3 +605,22 @@ fn environment(
         ("UPDATER_MODULES_PATH".into(), s(&layout.root)),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_mode_comes_from_the_command_line_then_the_index() {
+        let idx = |t: &str| GlobalIndex::parse(Path::new("/i.json"), t).unwrap();
+        let enabled = idx(r#"{"metadata": {"run": "enabled"}}"#);
+        let bad = idx(r#"{"metadata": {"run": "always\n"}}"#);
+        assert_eq!(run_mode(None, None), RunMode::Updated);
+        assert_eq!(run_mode(None, Some(&enabled)), RunMode::Enabled);
+        assert_eq!(
+            run_mode(Some(RunMode::Updated), Some(&enabled)),
+            RunMode::Updated
+        );
+        assert_eq!(run_mode(None, Some(&bad)), RunMode::Updated);
+    }
+}

@@ -252,14 +252,23 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     write_index(layout, &mut index)?;
 
     for (name, o) in &outcomes {
-        let version = plan.get(name).and_then(|m| m.available.as_deref());
+        // An install records the version tried; a `--run enabled` run the installed one.
+        let version = plan.get(name).and_then(|m| match m.action {
+            plan::Action::Install => m.available.as_deref(),
+            _ => m.installed.as_deref().or(m.available.as_deref()),
+        });
         state.record(name, o.result.as_str(), version, o.error.as_deref());
     }
     state.last_commit = Some(synced.commit.clone());
     state.updates_available = Some(
         outcomes
             .iter()
-            .filter(|(name, o)| !o.is_success() && plan.get(name).is_some())
+            .filter(|(name, o)| {
+                !o.is_success()
+                    && plan
+                        .get(name)
+                        .is_some_and(|m| m.action != plan::Action::Nothing)
+            })
             .count(),
     );
     state.last_run = Some(crate::clock::now_iso8601());
