@@ -1,24 +1,31 @@
 //! Applying a plan (SPEC §1 step 4–5): each module to install or update goes through a
 //! [`Transaction`], its entry point and health check run under the §5 contract, and it is
 //! committed or rolled back. Modules are scheduled by priority and dependencies; orphans are
-//! removed with `--prune` (kept as their backup).
+//! removed with `--prune` (kept as their backup). Under `--run enabled`, every other enabled
+//! module's entry point runs too, after the installs of its priority (a failure restores its
+//! `backup_paths`; its files did not change). Of a group's enabled members only one runs (§5).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use crate::config::RunMode;
 use crate::fault;
 use crate::fs;
+use crate::global_index::GlobalIndex;
+use crate::groups;
 use crate::journal::Journal;
 use crate::layout::Layout;
 use crate::module::ModuleIndex;
 use crate::plan::{Action, Decision, ModulePlan, Plan};
-use crate::report::Outcome;
-use crate::runner::{self, Program, RunSpec};
+use crate::preserve::{self, escape};
+use crate::report::{ModuleResult, Outcome};
+use crate::runner::{self, Program, RunOutcome, RunSpec};
 use crate::schedule::{self, Node};
-use crate::transaction::Transaction;
+use crate::snapshot;
+use crate::transaction::{self, Transaction};
 
 /// Settings for applying.
 #[derive(Debug, Clone)]
@@ -28,6 +35,11 @@ pub struct ApplyOptions {
     pub python: PathBuf,
     /// Show which modules are running (on a terminal, for people).
     pub progress: bool,
+    /// `--run updated|enabled` (SPEC §5).
+    pub run: RunMode,
+    /// The `enabled` values this machine chose (`updater enable`/`disable`), carried into
+    /// updated copies.
+    pub machine_enabled: BTreeMap<String, bool>,
 }
 
 /// Which modules are running, for people watching a terminal (stderr).
@@ -70,6 +82,33 @@ pub fn default_python() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("python3"))
 }
 
+/// The run mode: `--run`, else the installed index's `metadata.run` (`updated` or `enabled`;
+/// anything else is a warning and the default), else `updated`.
+pub fn run_mode(cli: Option<RunMode>, installed: Option<&GlobalIndex>) -> RunMode {
+    if let Some(m) = cli {
+        return m;
+    }
+    let value = installed
+        .and_then(|i| i.doc.get("metadata"))
+        .and_then(|m| m.get("run"));
+    match value {
+        None | Some(serde_json::Value::Null) => RunMode::default(),
+        Some(v) => match v.as_str().and_then(RunMode::parse) {
+            Some(m) => m,
+            None => {
+                log::warn!(
+                    "{}: `metadata.run` {} is not \"updated\" or \"enabled\"; using updated",
+                    installed
+                        .map(|i| i.path.display().to_string())
+                        .unwrap_or_default(),
+                    escape(&v.to_string())
+                );
+                RunMode::default()
+            }
+        },
+    }
+}
+
 /// Applies every module of `plan` whose action is not `Nothing`; returns each one's outcome.
 pub fn apply(
     layout: &Layout,
@@ -81,18 +120,52 @@ pub fn apply(
     fs::create_dir_all(&layout.logs())?;
     let installs: Vec<&ModulePlan> = plan
         .to_apply()
-        .filter(|m| m.action == Action::Install)
+        .filter(|m| m.action == Action::Install && m.repo_index.is_some())
         .collect();
-    let nodes: Vec<Node> = installs
+    let installing: BTreeSet<&str> = installs.iter().map(|m| m.name.as_str()).collect();
+    // Unchanged modules whose entry point runs too (`--run enabled`).
+    let run_only: Vec<&ModulePlan> = match opts.run {
+        RunMode::Updated => Vec::new(),
+        RunMode::Enabled => plan
+            .modules
+            .iter()
+            .filter(|m| {
+                m.action == Action::Nothing
+                    && m.decision != Decision::Invalid
+                    && m.decision != Decision::Held
+                    && m.installed_index.as_ref().is_some_and(|i| i.enabled)
+            })
+            .collect(),
+    };
+    let standby = group_standby(plan, &installs, &run_only, opts);
+    let mut nodes: Vec<Node> = installs
         .iter()
         .filter_map(|m| {
             m.repo_index.as_ref().map(|idx| Node {
                 name: m.name.clone(),
                 priority: idx.priority,
                 depends_on: idx.depends_on.clone(),
+                phase: 0,
             })
         })
         .collect();
+    let mut outcomes_before: BTreeMap<String, Outcome> = BTreeMap::new();
+    for m in &run_only {
+        if let Some(reason) = standby.get(&m.name) {
+            log::info!("Module {} is on standby: {reason}", escape(&m.name));
+            outcomes_before.insert(
+                m.name.clone(),
+                Outcome::new(ModuleResult::Standby, Some(reason.clone())),
+            );
+        } else if let Some(idx) = &m.installed_index {
+            nodes.push(Node {
+                name: m.name.clone(),
+                priority: idx.priority,
+                depends_on: idx.depends_on.clone(),
+                phase: 1,
+            });
+        }
+    }
     let external = |dep: &str| -> std::result::Result<(), String> {
         match plan.get(dep) {
             Some(m) if m.decision == Decision::Invalid => {
@@ -109,29 +182,29 @@ pub fn apply(
     };
     let work = |name: &str| -> Outcome {
         if crate::signals::stop_requested() {
-            return Outcome {
-                result: "skipped",
-                error: Some("the run was asked to stop (SIGTERM/SIGINT) before it started".into()),
-                duration_ms: None,
-            };
+            return Outcome::new(
+                ModuleResult::Skipped,
+                Some("the run was asked to stop (SIGTERM/SIGINT) before it started".into()),
+            );
         }
         match plan.get(name) {
             Some(m) => {
                 progress.update(name, true);
-                let o = install_one(layout, &journal, m, opts);
+                let o = if installing.contains(name) {
+                    install_one(layout, &journal, m, opts, standby.get(name))
+                } else {
+                    run_one(layout, m, opts)
+                };
                 progress.update(name, false);
                 o
             }
-            None => Outcome {
-                result: "skipped",
-                error: Some("not in the plan".into()),
-                duration_ms: None,
-            },
+            None => Outcome::new(ModuleResult::Skipped, Some("not in the plan".into())),
         }
     };
     let mut outcomes = schedule::run(&nodes, opts.jobs, external, work)?;
+    outcomes.extend(outcomes_before);
     for o in &outcomes {
-        if o.1.result == "skipped" {
+        if o.1.result == ModuleResult::Skipped {
             log::warn!(
                 "Module {} skipped: {}",
                 o.0,
@@ -149,17 +222,15 @@ pub fn apply(
                     m.name
                 );
                 Outcome {
-                    result: "removed",
-                    error: None,
                     duration_ms: Some(start.elapsed().as_millis()),
+                    ..Outcome::new(ModuleResult::Removed, None)
                 }
             }
             Err(e) => {
                 log::error!("Module {} could not be removed: {e:#}", m.name);
                 Outcome {
-                    result: "skipped",
-                    error: Some(format!("{e:#}")),
                     duration_ms: Some(start.elapsed().as_millis()),
+                    ..Outcome::new(ModuleResult::Skipped, Some(format!("{e:#}")))
                 }
             }
         };
@@ -177,32 +248,118 @@ fn remove_one(layout: &Layout, name: &str) -> Result<()> {
     fs::rename(&installed, &backup)
 }
 
-fn install_one(layout: &Layout, journal: &Journal, m: &ModulePlan, opts: &ApplyOptions) -> Outcome {
+/// Of the enabled modules sharing a group, which ones do not run, and why. Only groups with a
+/// member that would run in this run are probed. Members are every enabled module of the
+/// group, installed or being installed (held ones are not enabled).
+fn group_standby(
+    plan: &Plan,
+    installs: &[&ModulePlan],
+    run_only: &[&ModulePlan],
+    opts: &ApplyOptions,
+) -> BTreeMap<String, String> {
+    let installing: BTreeSet<&str> = installs.iter().map(|m| m.name.as_str()).collect();
+    let mut groups: BTreeMap<String, Vec<groups::Member>> = BTreeMap::new();
+    for m in &plan.modules {
+        let (index, enabled) = if installing.contains(m.name.as_str()) {
+            let Some(idx) = m.repo_index.as_ref() else {
+                continue;
+            };
+            let on = opts
+                .machine_enabled
+                .get(&m.name)
+                .copied()
+                .unwrap_or(idx.enabled);
+            (idx, on)
+        } else {
+            let Some(idx) = m.installed_index.as_ref() else {
+                continue;
+            };
+            (
+                idx,
+                idx.enabled && m.decision != Decision::Held && m.decision != Decision::Invalid,
+            )
+        };
+        let Some(group) = &index.group else { continue };
+        if !enabled {
+            continue;
+        }
+        groups
+            .entry(group.clone())
+            .or_default()
+            .push(groups::Member {
+                name: m.name.clone(),
+                order: index.group_order,
+                service: index.service_name.clone().unwrap_or_else(|| m.name.clone()),
+            });
+    }
+    let runs: BTreeSet<&str> = installing
+        .iter()
+        .copied()
+        .chain(run_only.iter().map(|m| m.name.as_str()))
+        .collect();
+    groups.retain(|_, members| members.iter().any(|m| runs.contains(m.name.as_str())));
+    let mut standby = BTreeMap::new();
+    for r in groups::resolve(groups, groups::systemctl_is_active) {
+        for name in &r.members {
+            if let Some(reason) = r.standby_reason(name) {
+                standby.insert(name.clone(), reason);
+            }
+        }
+    }
+    standby
+}
+
+/// How an install that succeeded ended.
+enum Installed {
+    /// The entry point (if any) and health check ran and passed.
+    Ran(Option<serde_json::Value>),
+    /// Installed without running: `enabled: false` in the new copy.
+    Disabled,
+    /// Installed without running: another member of its group runs.
+    Standby(String),
+}
+
+fn install_one(
+    layout: &Layout,
+    journal: &Journal,
+    m: &ModulePlan,
+    opts: &ApplyOptions,
+    standby: Option<&String>,
+) -> Outcome {
     let start = Instant::now();
-    let result = try_install(layout, journal, m, opts);
+    let result = try_install(layout, journal, m, opts, standby);
     let duration_ms = Some(start.elapsed().as_millis());
     let to = m.available.as_deref().unwrap_or("?");
-    match result {
-        Ok(()) => {
-            log::info!("✓ Module {} updated to {to}", m.name);
-            Outcome {
-                result: "applied",
-                error: None,
-                duration_ms,
-            }
+    let name = escape(&m.name);
+    let (result, error, details) = match result {
+        Ok(Installed::Ran(details)) => {
+            log::info!("✓ Module {name} updated to {to}");
+            (ModuleResult::Applied, None, details)
+        }
+        Ok(Installed::Disabled) => {
+            log::info!(
+                "✓ Module {name} installed at {to}; not run (its index says enabled: false)"
+            );
+            (ModuleResult::Applied, None, None)
+        }
+        Ok(Installed::Standby(reason)) => {
+            log::info!("✓ Module {name} installed at {to}; on standby: {reason}");
+            (ModuleResult::Standby, Some(reason), None)
         }
         Err(e) => {
             let reason = format!("{e:#}");
             match &m.installed {
-                Some(old) => log::error!("✗ Module {} failed: {reason}; it stays at {old}", m.name),
-                None => log::error!("✗ Module {} failed: {reason}; it was not installed", m.name),
+                Some(old) => log::error!("✗ Module {name} failed: {reason}; it stays at {old}"),
+                None => log::error!("✗ Module {name} failed: {reason}; it was not installed"),
             }
-            Outcome {
-                result: "rolled_back",
-                error: Some(reason),
-                duration_ms,
-            }
+            (ModuleResult::RolledBack, Some(reason), None)
         }
+    };
+    Outcome {
+        result,
+        error,
+        duration_ms,
+        details,
     }
 }
 
@@ -211,7 +368,8 @@ fn try_install(
     journal: &Journal,
     m: &ModulePlan,
     opts: &ApplyOptions,
-) -> Result<()> {
+    standby: Option<&String>,
+) -> Result<Installed> {
     let (Some(index), Some(source)) = (m.repo_index.as_ref(), m.repo_dir.as_ref()) else {
         anyhow::bail!("the repository copy of {} is unreadable", m.name);
     };
@@ -222,7 +380,24 @@ fn try_install(
         None => log::info!("Installing module {name}: {to}"),
     }
     let mut txn = Transaction::stage(layout, journal, name, source, &to, &index.backup_paths)?;
+    let staged = transaction::staged_dir(layout, name);
+    let machine_enabled = opts.machine_enabled.get(name).copied();
+    let enabled = if m.installed_index.is_some() {
+        preserve::carry_into_staged(name, &layout.module(name), &staged, machine_enabled)
+            .with_context(|| format!("keeping this machine's values of {name}"))?
+    } else {
+        index.enabled
+    };
+    preserve::make_scripts_executable(&staged)?;
     txn.swap()?;
+    if !enabled {
+        txn.commit()?;
+        return Ok(Installed::Disabled);
+    }
+    if let Some(reason) = standby {
+        txn.commit()?;
+        return Ok(Installed::Standby(reason.clone()));
+    }
     let module_dir = layout.module(name);
     let env = environment(layout, m, &module_dir, txn.old_copy().as_deref());
     let log_file = layout.logs().join(format!("{name}.log"));
@@ -241,16 +416,119 @@ fn try_install(
         opts,
         pgid_file: &pgid_file,
     };
-    match &entry {
+    let details = match &entry {
         Some(program) => step.run("entry point", program)?,
-        None => log::info!("Module {name} has no entry point; its files are installed"),
-    }
+        None => {
+            log::info!("Module {name} has no entry point; its files are installed");
+            None
+        }
+    };
     fault::point("entry_done", name);
     if let Some(health) = &index.health {
         step.run("health check", &health_program(&module_dir, health))?;
     }
     fault::point("health_done", name);
-    txn.commit()
+    txn.commit()?;
+    Ok(Installed::Ran(details))
+}
+
+/// `--run enabled`: runs an unchanged, enabled module's entry point (and health check). Its
+/// `backup_paths` are snapshotted first and restored when it fails; its files are not touched.
+fn run_one(layout: &Layout, m: &ModulePlan, opts: &ApplyOptions) -> Outcome {
+    let start = Instant::now();
+    let result = try_run(layout, m, opts);
+    let duration_ms = Some(start.elapsed().as_millis());
+    let name = escape(&m.name);
+    let (result, error, details) = match result {
+        Ok(details) => {
+            log::info!("✓ Module {name} ran");
+            (ModuleResult::Ran, None, details)
+        }
+        Err(e) => {
+            let reason = format!("{e:#}");
+            log::error!(
+                "✗ Module {name} failed: {reason}; its backup_paths were restored, its files are unchanged"
+            );
+            (ModuleResult::Failed, Some(reason), None)
+        }
+    };
+    Outcome {
+        result,
+        error,
+        duration_ms,
+        details,
+    }
+}
+
+fn try_run(
+    layout: &Layout,
+    m: &ModulePlan,
+    opts: &ApplyOptions,
+) -> Result<Option<serde_json::Value>> {
+    let Some(index) = m.installed_index.as_ref() else {
+        anyhow::bail!("the installed copy of {} is unreadable", m.name);
+    };
+    let name = m.name.as_str();
+    let module_dir = layout.module(name);
+    let Some(entry) = runner::resolve_entry(&module_dir, index.entry.as_deref())
+        .with_context(|| format!("finding the entry point of {name}"))?
+    else {
+        log::debug!("Module {name} has no entry point; nothing to run");
+        return Ok(None);
+    };
+    log::info!("Running module {name} ({})", index.version);
+    // The snapshot's directory name starts with a dot, which no module name can.
+    let snap = if index.backup_paths.is_empty() {
+        None
+    } else {
+        let dir = tempfile::Builder::new()
+            .prefix(".run-")
+            .tempdir_in(layout.staging())
+            .with_context(|| {
+                format!(
+                    "creating a snapshot directory in {}",
+                    layout.staging().display()
+                )
+            })?;
+        snapshot::take(dir.path(), &index.backup_paths)
+            .with_context(|| format!("snapshotting the backup_paths of module {name}"))?;
+        Some(dir)
+    };
+    let version = index.version.to_string();
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let env = vec![
+        ("UPDATER_MODULE".to_string(), name.to_string()),
+        ("UPDATER_FROM_VERSION".to_string(), version.clone()),
+        ("UPDATER_TO_VERSION".to_string(), version),
+        ("UPDATER_MODULE_DIR".to_string(), s(&module_dir)),
+        ("UPDATER_BACKUP_DIR".to_string(), String::new()),
+        ("UPDATER_MODULES_PATH".to_string(), s(&layout.root)),
+    ];
+    let log_file = layout.logs().join(format!("{name}.log"));
+    fs::remove_all(&log_file)?;
+    let step = Step {
+        name,
+        module_dir: &module_dir,
+        env: &env,
+        index,
+        log_file: &log_file,
+        opts,
+    };
+    let result = (|| {
+        let details = step.run("entry point", &entry)?;
+        if let Some(health) = &index.health {
+            step.run("health check", &health_program(&module_dir, health))?;
+        }
+        Ok(details)
+    })();
+    if result.is_err() {
+        if let Some(dir) = &snap {
+            snapshot::restore(dir.path(), &index.backup_paths).with_context(|| {
+                format!("restoring the backup_paths of module {name} after its failure")
+            })?;
+        }
+    }
+    result
 }
 
 /// A health check runs as `python main(args)` when it is a `.py` file, else as an executable.
@@ -276,8 +554,9 @@ struct Step<'a> {
 }
 
 impl Step<'_> {
-    /// Runs the entry point or health check; an unsuccessful run is an error saying why.
-    fn run(&self, what: &str, program: &Program) -> Result<()> {
+    /// Runs the entry point or health check; an unsuccessful run is an error saying why. Returns
+    /// what a Python `main` returned beyond `success`, when the runner reports it.
+    fn run(&self, what: &str, program: &Program) -> Result<Option<serde_json::Value>> {
         let name = self.name;
         let outcome = runner::run(&RunSpec {
             module: name,
@@ -296,7 +575,7 @@ impl Step<'_> {
                 "Module {name}: {what} succeeded in {} ms",
                 outcome.duration.as_millis()
             );
-            Ok(())
+            Ok(details_of(&outcome))
         } else {
             anyhow::bail!(
                 "{what} failed: {}",
@@ -304,6 +583,12 @@ impl Step<'_> {
             )
         }
     }
+}
+
+/// What a Python `main` returned beyond `success` (SPEC §6b `details`).
+pub fn details_of(outcome: &RunOutcome) -> Option<serde_json::Value> {
+    let _ = outcome; // TODO(integrator): return outcome.details.clone() once RunOutcome.details lands.
+    None
 }
 
 /// The `UPDATER_*` variables of SPEC §5.
@@ -328,4 +613,23 @@ fn environment(
         ("UPDATER_BACKUP_DIR".into(), old.map(s).unwrap_or_default()),
         ("UPDATER_MODULES_PATH".into(), s(&layout.root)),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_mode_comes_from_the_command_line_then_the_index() {
+        let idx = |t: &str| GlobalIndex::parse(Path::new("/i.json"), t).unwrap();
+        let enabled = idx(r#"{"metadata": {"run": "enabled"}}"#);
+        let bad = idx(r#"{"metadata": {"run": "always\n"}}"#);
+        assert_eq!(run_mode(None, None), RunMode::Updated);
+        assert_eq!(run_mode(None, Some(&enabled)), RunMode::Enabled);
+        assert_eq!(
+            run_mode(Some(RunMode::Updated), Some(&enabled)),
+            RunMode::Updated
+        );
+        assert_eq!(run_mode(None, Some(&bad)), RunMode::Updated);
+    }
 }

@@ -191,6 +191,16 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub prune: bool,
 
+    /// Entry points to run: `updated` (installed or updated by this run) or `enabled` (also
+    /// every other enabled module) [default: the installed index's metadata.run, else updated]
+    #[arg(long, global = true, value_name = "MODE", value_parser = ["updated", "enabled"])]
+    pub run: Option<String>,
+
+    /// With --prune: remove even when the repository has no modules/ or more than half of the
+    /// installed modules would go
+    #[arg(long, global = true)]
+    pub force: bool,
+
     /// Wait for a running updater instead of exiting 1
     #[arg(long, global = true)]
     pub wait: bool,
@@ -374,6 +384,8 @@ impl Cli {
                     p
                 }
             }),
+            run: g.run.as_deref().and_then(crate::config::RunMode::parse),
+            force: g.force,
         })
     }
 }

@@ -95,6 +95,7 @@ fn sync_and_plan(
     layout: &Layout,
     installed: Option<&GlobalIndex>,
     state: &State,
+    holds: std::collections::BTreeSet<String>,
 ) -> Result<(SyncedRepo, Plan)> {
     let url = cfg
         .repo_url
@@ -155,6 +156,8 @@ fn sync_and_plan(
     let opts = PlanOptions {
         allow_downgrade: cfg.allow_downgrade,
         prune: cfg.prune,
+        force: cfg.force,
+        holds,
     };
     // Only check can see an unrepaired journal (writing commands repaired it under the lock).
     let overrides = recover::pending_overrides(layout)?;
@@ -173,17 +176,26 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
     let layout = &session.layout;
     let installed = GlobalIndex::load(&layout.index())?;
     let mut state = State::load(&layout.state_file())?;
-    let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref(), &state)?;
-    report::log_decisions(&plan);
+    let choices = crate::preserve::MachineChoices::load(layout)?;
+    let (synced, mut plan) =
+        sync_and_plan(cfg, layout, installed.as_ref(), &state, choices.holds())?;
+    report::log_decision_lines(&plan);
+    let run = apply::run_mode(cfg.run, installed.as_ref());
+    let content = crate::content::check(
+        layout,
+        installed.as_ref(),
+        &plan,
+        run,
+        &apply::default_python(),
+    )?;
+    plan.content_updates = content.values().filter(|c| c.update).count();
+    let any_updates = report::log_found(&plan, true);
     if cfg.json {
-        report::print_json(&report::json_document(
-            "check",
-            &synced,
-            &plan,
-            &BTreeMap::new(),
-        ));
+        let mut doc = report::json_document("check", &synced, &plan, &BTreeMap::new());
+        crate::content::annotate(&mut doc, &content);
+        report::print_json(&doc);
     }
-    let available = Some(plan.to_apply().count());
+    let available = Some(plan.to_apply().count() + plan.content_updates);
     if state.updates_available != available {
         state.updates_available = available;
         state.save()?;
@@ -191,7 +203,7 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
     let status = if plan.invalid_count() > 0 {
         log::error!("{} modules are invalid", plan.invalid_count());
         ExitStatus::Failure
-    } else if cfg.exit_code && plan.to_apply().next().is_some() {
+    } else if cfg.exit_code && any_updates {
         ExitStatus::UpdatesAvailable
     } else {
         ExitStatus::Success
@@ -208,12 +220,18 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     let layout = &session.layout;
     let installed = GlobalIndex::load(&layout.index())?;
     let mut state = State::load(&layout.state_file())?;
-    let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref(), &state)?;
+    let mut choices = crate::preserve::MachineChoices::load(layout)?;
+    if choices.seeded {
+        choices.save()?;
+    }
+    let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref(), &state, choices.holds())?;
     report::log_decisions(&plan);
     let opts = ApplyOptions {
         jobs: cfg.jobs,
         python: crate::python::for_config(cfg, installed.as_ref()),
         progress: show_progress(cfg),
+        run: apply::run_mode(cfg.run, installed.as_ref()),
+        machine_enabled: choices.enabled.clone(),
     };
     let outcomes = apply::apply(layout, &plan, &opts)?;
 
@@ -240,14 +258,23 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     write_index(layout, &mut index)?;
 
     for (name, o) in &outcomes {
-        let version = plan.get(name).and_then(|m| m.available.as_deref());
-        state.record(name, o.result, version, o.error.as_deref());
+        // An install records the version tried; a `--run enabled` run the installed one.
+        let version = plan.get(name).and_then(|m| match m.action {
+            plan::Action::Install => m.available.as_deref(),
+            _ => m.installed.as_deref().or(m.available.as_deref()),
+        });
+        state.record(name, o.result.as_str(), version, o.error.as_deref());
     }
     state.last_commit = Some(synced.commit.clone());
     state.updates_available = Some(
         outcomes
             .iter()
-            .filter(|(name, o)| !o.is_success() && plan.get(name).is_some())
+            .filter(|(name, o)| {
+                !o.is_success()
+                    && plan
+                        .get(name)
+                        .is_some_and(|m| m.action != plan::Action::Nothing)
+            })
             .count(),
     );
     state.last_run = Some(crate::clock::now_iso8601());
@@ -428,6 +455,8 @@ pub fn set_enabled(cfg: &Config, name: &str, enabled: bool) -> Result<ExitStatus
             );
         }
     }
+    // The machine's own choice: kept across updates, and a `false` holds the module.
+    crate::preserve::MachineChoices::record(&session.layout, name, enabled)?;
     Ok(ExitStatus::Success)
 }
 

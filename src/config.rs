@@ -56,6 +56,27 @@ impl Command {
     }
 }
 
+/// `--run updated|enabled` (SPEC §5): which entry points a sync runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunMode {
+    /// Only the modules this run installed or updated.
+    #[default]
+    Updated,
+    /// Also every other enabled module, every run.
+    Enabled,
+}
+
+impl RunMode {
+    /// Reads `updated` or `enabled`.
+    pub fn parse(s: &str) -> Option<RunMode> {
+        match s {
+            "updated" => Some(RunMode::Updated),
+            "enabled" => Some(RunMode::Enabled),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {
     Quiet,
@@ -95,4 +116,8 @@ pub struct Config {
     pub git_timeout: std::time::Duration,
     /// `--python`: the interpreter for `main(args)` modules (see `python::interpreter`).
     pub python: Option<PathBuf>,
+    /// `--run`; `None`: the installed index's `metadata.run`, else `updated`.
+    pub run: Option<RunMode>,
+    /// `--force`: let `--prune` remove what its guard would refuse.
+    pub force: bool,
 }

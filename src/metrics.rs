@@ -237,8 +237,7 @@ pub fn render(
         .modules
         .iter()
         .map(|(name, s)| {
-            let ok =
-                u8::from(s.result == "applied" || s.result == "removed" || s.result == "rollback");
+            let ok = u8::from(crate::report::ModuleResult::word_is_success(&s.result));
             format!(
                 "{{module=\"{}\",result=\"{}\"}} {ok}",
                 label(name),

@@ -15,6 +15,8 @@ use crate::version::Version;
 pub const DEFAULT_PRIORITY: i64 = 100;
 /// The largest module `index.json` read.
 pub const MAX_INDEX_BYTES: u64 = 4 << 20;
+/// Default `metadata.group_order`.
+pub const DEFAULT_GROUP_ORDER: i64 = 99;
 /// Default `metadata.timeout_secs`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
@@ -62,6 +64,12 @@ pub struct ModuleIndex {
     pub health: Option<String>,
     pub timeout: Duration,
     pub backup_paths: Vec<PathBuf>,
+    /// `metadata.group`: alternative implementations of one service; one of them runs (SPEC §5).
+    pub group: Option<String>,
+    /// `metadata.group_order` (default 99): lower is tried first.
+    pub group_order: i64,
+    /// `metadata.service_name` (default: the module name): the systemd unit probed for a group.
+    pub service_name: Option<String>,
     /// Non-fatal problems (a bad priority, say), each naming the file.
     pub warnings: Vec<String>,
 }
@@ -171,6 +179,20 @@ impl ModuleIndex {
                 bail!("{shown}: `metadata.depends_on` must be a list of module names, not {other}")
             }
         };
+        let group = optional_string(path, meta, "group")?;
+        let service_name = optional_string(path, meta, "service_name")?;
+        let group_order = match meta.get("group_order") {
+            None | Some(Value::Null) => DEFAULT_GROUP_ORDER,
+            Some(v) => match v.as_i64() {
+                Some(o) => o,
+                None => {
+                    warnings.push(format!(
+                        "{shown}: `metadata.group_order` {v} is not an integer; using {DEFAULT_GROUP_ORDER}"
+                    ));
+                    DEFAULT_GROUP_ORDER
+                }
+            },
+        };
         let entry = relative_path_field(path, meta, "entry")?;
         let health = relative_path_field(path, meta, "health")?;
         let config = match doc.get("configuration") {
@@ -203,6 +225,9 @@ impl ModuleIndex {
             health,
             timeout,
             backup_paths,
+            group,
+            group_order,
+            service_name,
             warnings,
         })
     }
@@ -214,6 +239,18 @@ impl ModuleIndex {
         }
         self.enabled = enabled;
         fs::write_json_atomic(&self.path, &Value::Object(self.doc.clone()))
+    }
+}
+
+/// `metadata.<key>`: an optional string.
+fn optional_string(path: &Path, meta: &Map<String, Value>, key: &str) -> Result<Option<String>> {
+    match meta.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => bail!(
+            "{}: `metadata.{key}` must be a string, not {other}",
+            path.display()
+        ),
     }
 }
 

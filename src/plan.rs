@@ -72,6 +72,8 @@ pub struct Plan {
     pub modules: Vec<ModulePlan>,
     /// Non-fatal findings (stray files under `modules/`, bad priorities), each naming the file.
     pub warnings: Vec<String>,
+    /// Content updates a check found in the modules' own `main(["--check"])` (SPEC §10).
+    pub content_updates: usize,
 }
 
 impl Plan {
@@ -92,10 +94,15 @@ impl Plan {
 }
 
 /// Options that change what sync would do.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     pub allow_downgrade: bool,
     pub prune: bool,
+    /// `--force`: prune even when the guard would refuse.
+    pub force: bool,
+    /// Modules the machine itself disabled (`updater disable`): held. An installed copy with
+    /// `enabled: false` that is not listed came so from the repository and is still updated.
+    pub holds: BTreeSet<String>,
 }
 
 /// One side's scan of a `modules/` directory.
@@ -244,8 +251,9 @@ pub fn plan_with(
             repo_index: r.and_then(|x| x.as_ref().ok()).cloned(),
             installed_index: i.and_then(|x| x.as_ref().ok()).cloned(),
         };
+        let held = opts.holds.contains(name.as_str());
         let (mut decision, mut action, mut error) =
-            decide(r, i, dep_errors.get(name.as_str()), opts);
+            decide(r, i, dep_errors.get(name.as_str()), held, &opts);
         // The whole tree is validated only for modules that would be copied and run: that is
         // where an escaping symlink or a missing entry could do harm, and it keeps a no-op
         // check from walking every file of every module.
@@ -274,7 +282,42 @@ pub fn plan_with(
         });
     }
     plan.modules.sort_by(|a, b| a.name.cmp(&b.name));
+    if opts.prune && !opts.force {
+        prune_guard(repo_modules, &plan)?;
+    }
     Ok(plan)
+}
+
+/// Refuses a `--prune` that looks like a mistake rather than an intent: the repository has no
+/// `modules/` at all (a wrong URL or branch, an emptied checkout), or pruning would remove more
+/// than half of the installed modules. `--force` overrides it. The plan is refused as a whole,
+/// so nothing changes.
+fn prune_guard(repo_modules: &Path, plan: &Plan) -> Result<()> {
+    let removing = plan
+        .modules
+        .iter()
+        .filter(|m| m.action == Action::Remove)
+        .count();
+    if removing == 0 {
+        return Ok(());
+    }
+    if !fs::exists_no_follow(repo_modules) {
+        anyhow::bail!(
+            "refusing --prune: the repository has no modules/ directory ({} is missing), so it would remove all {removing} installed modules; check --repo-url and --branch, or pass --prune --force",
+            repo_modules.display()
+        );
+    }
+    let installed = plan
+        .modules
+        .iter()
+        .filter(|m| m.installed_index.is_some())
+        .count();
+    if removing * 2 > installed {
+        anyhow::bail!(
+            "refusing --prune: it would remove {removing} of the {installed} installed modules (more than half); pass --prune --force if that is intended"
+        );
+    }
+    Ok(())
 }
 
 /// The deep checks a module must pass before it is copied and run.
@@ -297,7 +340,8 @@ fn decide(
     repo: Option<&Scanned>,
     installed: Option<&Scanned>,
     dep_error: Option<&String>,
-    opts: PlanOptions,
+    held: bool,
+    opts: &PlanOptions,
 ) -> (Decision, Action, Option<String>) {
     use Decision::*;
     let invalid = |e: &str| (Invalid, Action::Nothing, Some(e.to_string()));
@@ -306,7 +350,9 @@ fn decide(
     }
     let installed = installed.and_then(|x| x.as_ref().ok());
     if let Some(i) = installed {
-        if !i.enabled {
+        // Only the machine's own `disable` holds a module. An `enabled: false` that came from
+        // the repository installs and updates the module without running it (SPEC §3).
+        if !i.enabled && held {
             return (Held, Action::Nothing, None);
         }
     }
@@ -471,7 +517,16 @@ mod tests {
             json!({"schema_version": "1.0.0", "depends_on": ["ghost"]}),
         );
         std::fs::create_dir_all(r.join("bad name")).unwrap();
-        let p = plan(&r, &i, PlanOptions::default()).unwrap();
+        let holds: BTreeSet<String> = ["held".to_string()].into();
+        let p = plan(
+            &r,
+            &i,
+            PlanOptions {
+                holds: holds.clone(),
+                ..PlanOptions::default()
+            },
+        )
+        .unwrap();
         let d = |n: &str| p.get(n).unwrap().decision;
         assert_eq!(d("new"), Decision::New);
         assert_eq!(d("upd"), Decision::Update);
@@ -505,11 +560,39 @@ mod tests {
             PlanOptions {
                 allow_downgrade: true,
                 prune: true,
+                force: false,
+                holds,
             },
         )
         .unwrap();
         let apply: Vec<&str> = p.to_apply().map(|m| m.name.as_str()).collect();
         assert_eq!(apply, vec!["ahead", "new", "orphan", "upd"]);
+
+        // Without the machine's hold, a repository-side `enabled: false` is updated.
+        let p = plan(&r, &i, PlanOptions::default()).unwrap();
+        assert_eq!(p.get("held").unwrap().decision, Decision::Update);
+    }
+
+    #[test]
+    fn prune_guard_refuses_a_missing_modules_dir_and_mass_removal() {
+        let t = tempfile::tempdir().unwrap();
+        let (r, i) = (t.path().join("r"), t.path().join("i"));
+        for n in ["a", "b", "c"] {
+            module(&i, n, json!({"schema_version": "1.0.0"}));
+        }
+        let prune = |force| PlanOptions {
+            prune: true,
+            force,
+            ..PlanOptions::default()
+        };
+        let e = format!("{:#}", plan(&r, &i, prune(false)).unwrap_err());
+        assert!(e.contains("no modules/ directory"), "{e}");
+        module(&r, "a", json!({"schema_version": "1.0.0"}));
+        let e = format!("{:#}", plan(&r, &i, prune(false)).unwrap_err());
+        assert!(e.contains("2 of the 3"), "{e}");
+        assert_eq!(plan(&r, &i, prune(true)).unwrap().to_apply().count(), 2);
+        module(&r, "b", json!({"schema_version": "1.0.0"}));
+        assert_eq!(plan(&r, &i, prune(false)).unwrap().to_apply().count(), 1);
     }
 
     #[test]

@@ -8,18 +8,91 @@ use serde_json::{json, Value};
 use crate::git::SyncedRepo;
 use crate::plan::{Action, Decision, Plan};
 
-/// The result of applying one module in a sync.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What happened to one module in a sync (SPEC §6b `result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleResult {
+    /// Installed or updated, entry point and health check passed, committed.
+    Applied,
+    /// An install or update failed and the old copy was put back.
+    RolledBack,
+    /// Under `--run enabled`: an unchanged module's entry point failed; its `backup_paths` were
+    /// restored, its files were untouched.
+    Failed,
+    /// Under `--run enabled`: an unchanged module's entry point ran and succeeded. Shown as
+    /// `result: null` in JSON (the SPEC's "nothing to do" for the module's files).
+    Ran,
+    /// Not run because of a dependency, a stop request or an error before it started.
+    Skipped,
+    /// A group member that did not run because another member of its group runs (SPEC §5).
+    Standby,
+    /// Removed with `--prune` (kept as its backup).
+    Removed,
+}
+
+impl ModuleResult {
+    /// The word used in logs and in the state file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModuleResult::Applied => "applied",
+            ModuleResult::RolledBack => "rolled_back",
+            ModuleResult::Failed => "failed",
+            ModuleResult::Ran => "ran",
+            ModuleResult::Skipped => "skipped",
+            ModuleResult::Standby => "standby",
+            ModuleResult::Removed => "removed",
+        }
+    }
+
+    /// The `result` of the JSON row: `null` for a run that changed no files.
+    pub fn json_word(self) -> Option<&'static str> {
+        match self {
+            ModuleResult::Ran => None,
+            other => Some(other.as_str()),
+        }
+    }
+
+    /// Whether the module is where this run wanted it: dependants may run, and it does not make
+    /// the exit code 3. `standby` is not a failure (SPEC §5).
+    pub fn is_success(self) -> bool {
+        matches!(
+            self,
+            ModuleResult::Applied
+                | ModuleResult::Ran
+                | ModuleResult::Standby
+                | ModuleResult::Removed
+        )
+    }
+
+    /// Whether a result word recorded in the state file means success. `rollback` is what
+    /// `updater rollback` records (the kept copy was put back on request).
+    pub fn word_is_success(word: &str) -> bool {
+        matches!(word, "applied" | "ran" | "standby" | "removed" | "rollback")
+    }
+}
+
+/// The result of one module in a sync.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    /// `applied`, `rolled_back`, `skipped` or `removed`.
-    pub result: &'static str,
+    pub result: ModuleResult,
     pub error: Option<String>,
     pub duration_ms: Option<u128>,
+    /// What a Python `main` returned beyond `success` (SPEC §6b `details`); `None` when nothing.
+    pub details: Option<Value>,
 }
 
 impl Outcome {
+    /// An outcome without duration or details.
+    pub fn new(result: ModuleResult, error: Option<String>) -> Outcome {
+        Outcome {
+            result,
+            error,
+            duration_ms: None,
+            details: None,
+        }
+    }
+
     pub fn is_success(&self) -> bool {
-        self.result == "applied" || self.result == "removed"
+        self.result.is_success()
     }
 }
 
@@ -29,6 +102,33 @@ pub const SUCCESS_LINE: &str = "✓ Update system completed successfully";
 /// Logs one line per module with the upstream wording, then the `Found N …` line.
 pub fn log_decisions(plan: &Plan) {
     crate::metrics::note_plan(plan);
+    log_decision_lines(plan);
+    log_found(plan, false);
+}
+
+/// The closing decision lines: `Found N modules to update: …` when there are any; then
+/// `Updates are available` when `content_updates` (a check's content updates) or modules to
+/// apply exist, else `No updates available`. Sync does not say `Updates are available`.
+pub fn log_found(plan: &Plan, check: bool) -> bool {
+    let names: Vec<&str> = plan.to_apply().map(|m| m.name.as_str()).collect();
+    if !names.is_empty() {
+        log::info!(
+            "Found {} modules to update: {}",
+            names.len(),
+            names.join(", ")
+        );
+    }
+    let any = !names.is_empty() || (check && plan.content_updates > 0);
+    if !any {
+        log::info!("No updates available");
+    } else if check {
+        log::info!("Updates are available");
+    }
+    any
+}
+
+/// Logs one line per module with the upstream wording (and the plan's warnings).
+pub fn log_decision_lines(plan: &Plan) {
     for w in &plan.warnings {
         log::warn!("{w}");
     }
@@ -77,16 +177,6 @@ pub fn log_decisions(plan: &Plan) {
             ),
         }
     }
-    let names: Vec<&str> = plan.to_apply().map(|m| m.name.as_str()).collect();
-    if names.is_empty() {
-        log::info!("No updates available");
-    } else {
-        log::info!(
-            "Found {} modules to update: {}",
-            names.len(),
-            names.join(", ")
-        );
-    }
 }
 
 /// Counts for the summary.
@@ -97,16 +187,19 @@ pub struct Summary {
     pub failed: usize,
     pub skipped: usize,
     pub invalid: usize,
+    /// Group members that did not run because another one runs (not a failure).
+    pub standby: usize,
 }
 
 pub fn summarize(plan: &Plan, outcomes: &BTreeMap<String, Outcome>) -> Summary {
-    let count = |r: &str| outcomes.values().filter(|o| o.result == r).count();
+    let count = |r: ModuleResult| outcomes.values().filter(|o| o.result == r).count();
     Summary {
         to_apply: plan.to_apply().count(),
-        applied: count("applied") + count("removed"),
-        failed: count("rolled_back"),
-        skipped: count("skipped"),
+        applied: count(ModuleResult::Applied) + count(ModuleResult::Removed),
+        failed: count(ModuleResult::RolledBack) + count(ModuleResult::Failed),
+        skipped: count(ModuleResult::Skipped),
         invalid: plan.invalid_count(),
+        standby: count(ModuleResult::Standby),
     }
 }
 
@@ -127,9 +220,10 @@ pub fn json_document(
                 "decision": m.decision.as_str(),
                 "installed": m.installed,
                 "available": m.available,
-                "result": o.map(|o| o.result),
+                "result": o.and_then(|o| o.result.json_word()),
                 "error": o.and_then(|o| o.error.clone()).or_else(|| m.error.clone()),
                 "duration_ms": o.and_then(|o| o.duration_ms),
+                "details": o.and_then(|o| o.details.clone()),
             })
         })
         .collect();
@@ -144,6 +238,7 @@ pub fn json_document(
             "failed": s.failed,
             "skipped": s.skipped,
             "invalid": s.invalid,
+            "standby": s.standby,
         },
     })
 }

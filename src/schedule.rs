@@ -2,13 +2,15 @@
 //! starts; within a priority, modules run in parallel on a rayon pool of `--jobs` threads, each
 //! starting only once all its `depends_on` have succeeded. A module whose dependency failed or
 //! was skipped is skipped, with the reason. Order never comes from directory listing order.
+//! Each priority runs in phases: installs and updates (phase 0) before the entry points of
+//! unchanged modules (`--run enabled`, phase 1).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 
-use crate::report::Outcome;
+use crate::report::{ModuleResult, Outcome};
 
 /// One unit of work.
 #[derive(Debug, Clone)]
@@ -16,14 +18,23 @@ pub struct Node {
     pub name: String,
     pub priority: i64,
     pub depends_on: Vec<String>,
+    /// Within a priority, phase 0 finishes before phase 1 starts.
+    pub phase: u8,
+}
+
+impl Node {
+    fn wave(&self) -> (i64, u8) {
+        (self.priority, self.phase)
+    }
 }
 
 fn skipped(reason: String) -> Outcome {
-    Outcome {
-        result: "skipped",
-        error: Some(reason),
-        duration_ms: None,
-    }
+    Outcome::new(ModuleResult::Skipped, Some(reason))
+}
+
+/// "rolled back", "failed", … for messages.
+fn words(r: ModuleResult) -> String {
+    r.as_str().replace('_', " ")
 }
 
 /// Runs `work` for every node, honouring priorities and dependencies. A dependency that is not a
@@ -45,11 +56,12 @@ where
         .build()
         .context("starting the worker pool")?;
     let by_name: BTreeMap<&str, &Node> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
-    let priorities: BTreeSet<i64> = nodes.iter().map(|n| n.priority).collect();
+    let waves: BTreeSet<(i64, u8)> = nodes.iter().map(Node::wave).collect();
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
 
-    for priority in priorities {
-        let group: Vec<&Node> = nodes.iter().filter(|n| n.priority == priority).collect();
+    for wave in waves {
+        let priority = wave.0;
+        let group: Vec<&Node> = nodes.iter().filter(|n| n.wave() == wave).collect();
         // Resolve dependencies that lie outside this group; count those inside it.
         let mut waiting: BTreeMap<&str, usize> = BTreeMap::new();
         let mut dependants: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -59,7 +71,7 @@ where
             let mut skip = None;
             for dep in &node.depends_on {
                 match by_name.get(dep.as_str()) {
-                    Some(d) if d.priority == priority => {
+                    Some(d) if d.wave() == wave => {
                         inside += 1;
                         dependants
                             .entry(d.name.as_str())
@@ -72,14 +84,12 @@ where
                             d.priority
                         ));
                     }
+                    // An installed module whose entry runs in a later phase of this priority is
+                    // not changing: it satisfies an install that depends on it.
+                    Some(d) if d.wave() > wave => {}
                     Some(_) => match outcomes.get(dep.as_str()) {
                         Some(o) if o.is_success() => {}
-                        Some(o) => {
-                            skip = Some(format!(
-                                "dependency {dep} was {}",
-                                o.result.replace('_', " ")
-                            ))
-                        }
+                        Some(o) => skip = Some(format!("dependency {dep} was {}", words(o.result))),
                         None => skip = Some(format!("dependency {dep} did not run")),
                     },
                     None => {
@@ -147,7 +157,7 @@ impl<'a> GroupState<'a> {
                     let how = self
                         .outcomes
                         .get(&f)
-                        .map(|o| o.result.replace('_', " "))
+                        .map(|o| words(o.result))
                         .unwrap_or_else(|| "skipped".into());
                     self.outcomes
                         .insert(d.to_string(), skipped(format!("dependency {f} was {how}")));
@@ -209,15 +219,12 @@ mod tests {
             name: name.into(),
             priority,
             depends_on: deps.iter().map(|s| s.to_string()).collect(),
+            phase: 0,
         }
     }
 
     fn ok() -> Outcome {
-        Outcome {
-            result: "applied",
-            error: None,
-            duration_ms: Some(0),
-        }
+        Outcome::new(ModuleResult::Applied, None)
     }
 
     #[test]
@@ -242,7 +249,7 @@ mod tests {
         .unwrap();
         let order = order.into_inner().unwrap();
         assert_eq!(order, vec!["first", "a", "b", "c", "late"]);
-        assert!(out.values().all(|o| o.result == "applied"));
+        assert!(out.values().all(|o| o.result == ModuleResult::Applied));
     }
 
     #[test]
@@ -269,30 +276,52 @@ mod tests {
             },
             |n| {
                 if n == "a" {
-                    Outcome {
-                        result: "rolled_back",
-                        error: Some("boom".into()),
-                        duration_ms: Some(1),
-                    }
+                    Outcome::new(ModuleResult::RolledBack, Some("boom".into()))
                 } else {
                     ok()
                 }
             },
         )
         .unwrap();
-        assert_eq!(out["a"].result, "rolled_back");
-        assert_eq!(out["b"].result, "skipped");
+        assert_eq!(out["a"].result, ModuleResult::RolledBack);
+        assert_eq!(out["b"].result, ModuleResult::Skipped);
         assert!(out["b"]
             .error
             .as_ref()
             .unwrap()
             .contains("dependency a was rolled back"));
-        assert_eq!(out["c"].result, "skipped");
-        assert_eq!(out["d"].result, "applied");
-        assert_eq!(out["e"].result, "skipped");
-        assert_eq!(out["f"].result, "skipped");
+        assert_eq!(out["c"].result, ModuleResult::Skipped);
+        assert_eq!(out["d"].result, ModuleResult::Applied);
+        assert_eq!(out["e"].result, ModuleResult::Skipped);
+        assert_eq!(out["f"].result, ModuleResult::Skipped);
         assert!(out["g"].error.as_ref().unwrap().contains("later priority"));
-        assert_eq!(out["later"].result, "applied");
+        assert_eq!(out["later"].result, ModuleResult::Applied);
+    }
+
+    #[test]
+    fn run_phase_follows_the_installs_of_its_priority() {
+        let mut nodes = vec![
+            node("install", 1, &["runner"]),
+            node("runner", 1, &[]),
+            node("later", 2, &[]),
+        ];
+        nodes[1].phase = 1;
+        let order = Mutex::new(Vec::new());
+        let out = run(
+            &nodes,
+            4,
+            |_| Ok(()),
+            |n| {
+                order.lock().unwrap().push(n.to_string());
+                ok()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            order.into_inner().unwrap(),
+            vec!["install", "runner", "later"]
+        );
+        assert!(out.values().all(|o| o.result == ModuleResult::Applied));
     }
 
     #[test]

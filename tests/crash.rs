@@ -293,12 +293,12 @@ fn write_point_module(repo: &UpdatesRepo, sys: &Path, name: &str, gen: u32) {
     );
     if gen == 1 {
         repo.write(&format!("{d}/data/remove.txt"), "removed in generation 2\n");
-        repo.write(&format!("{d}/data/tool.sh"), "#!/bin/sh\ntrue\n");
+        repo.write(&format!("{d}/data/tool"), "#!/bin/sh\ntrue\n");
         repo.symlink(&format!("{d}/link"), "data/keep.txt");
     } else {
         repo.remove(&format!("{d}/data/remove.txt"));
         repo.write(&format!("{d}/data/added.txt"), "added in generation 2\n");
-        repo.write_exec(&format!("{d}/data/tool.sh"), "#!/bin/sh\ntrue\n");
+        repo.write_exec(&format!("{d}/data/tool"), "#!/bin/sh\ntrue\n");
         repo.symlink(&format!("{d}/link"), "data/added.txt");
         repo.symlink(&format!("{d}/sub/deeper/link2"), "../../data/change.txt");
     }

@@ -813,3 +813,33 @@ pub fn log_messages(text: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A directory holding a fake `systemctl` for group tests: `systemctl is-active --quiet -- S`
+/// exits 0 when `S` is a line of `<dir>/active`, else 3, and appends `S` to `<dir>/probed`.
+/// Returns the directory; put it first on the child's PATH with [`path_with`].
+pub fn fake_systemctl(active: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("updater-test-bin.")
+        .tempdir()
+        .expect("tempdir");
+    let d = dir.path().display();
+    let script = format!(
+        "#!/bin/sh\nfor last; do :; done\nprintf '%s\\n' \"$last\" >> '{d}/probed'\n\
+         grep -qxF -- \"$last\" '{d}/active' && exit 0\nexit 3\n"
+    );
+    write_file(&dir.path().join("systemctl"), script.as_bytes());
+    set_mode(&dir.path().join("systemctl"), 0o755);
+    let mut list = active.join("\n");
+    list.push('\n');
+    write_file(&dir.path().join("active"), list.as_bytes());
+    dir
+}
+
+/// `PATH` with `dir` first, then the test's own PATH.
+pub fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
