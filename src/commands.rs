@@ -43,8 +43,12 @@ pub(crate) fn open(cfg: &Config, writes: bool) -> Result<Session> {
     let lock = RunLock::acquire(&layout.lock(), cfg.wait)?;
     if writes {
         recover::recover(&layout).context("repairing what an interrupted run left")?;
+        crate::framework::recover(&layout).context("repairing an interrupted framework update")?;
     } else {
-        for p in recover::pending(&layout)? {
+        for p in recover::pending(&layout)?
+            .into_iter()
+            .chain(crate::framework::pending(&layout)?)
+        {
             log::warn!("Pending repair (the next sync does it): {p}");
         }
     }
@@ -168,16 +172,23 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
     let installed = GlobalIndex::load(&layout.index())?;
     let mut state = State::load(&layout.state_file())?;
     let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref(), &state)?;
+    let framework = crate::framework::step(
+        layout,
+        &synced.path,
+        load_repo_index(&synced).as_ref(),
+        installed.as_ref(),
+        false,
+    )?;
+    let framework_due = framework
+        .as_ref()
+        .is_some_and(|r| matches!(r.decision, "new" | "update"));
     report::log_decisions(&plan);
     if cfg.json {
-        report::print_json(&report::json_document(
-            "check",
-            &synced,
-            &plan,
-            &BTreeMap::new(),
-        ));
+        let mut doc = report::json_document("check", &synced, &plan, &BTreeMap::new());
+        crate::framework::add_row(&mut doc, framework.as_ref());
+        report::print_json(&doc);
     }
-    let available = Some(plan.to_apply().count());
+    let available = Some(plan.to_apply().count() + usize::from(framework_due));
     if state.updates_available != available {
         state.updates_available = available;
         state.save()?;
@@ -185,7 +196,9 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
     let status = if plan.invalid_count() > 0 {
         log::error!("{} modules are invalid", plan.invalid_count());
         ExitStatus::Failure
-    } else if cfg.exit_code && plan.to_apply().next().is_some() {
+    } else if framework.as_ref().is_some_and(|r| !r.is_ok()) {
+        ExitStatus::Failure
+    } else if cfg.exit_code && (plan.to_apply().next().is_some() || framework_due) {
         ExitStatus::UpdatesAvailable
     } else {
         ExitStatus::Success
@@ -203,29 +216,45 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     let installed = GlobalIndex::load(&layout.index())?;
     let mut state = State::load(&layout.state_file())?;
     let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref(), &state)?;
+    let repo_index = load_repo_index(&synced);
+    // The framework goes first: modules import it.
+    let framework = crate::framework::step(
+        layout,
+        &synced.path,
+        repo_index.as_ref(),
+        installed.as_ref(),
+        true,
+    )?;
+    let framework_ok = framework.as_ref().is_none_or(|r| r.is_ok());
     report::log_decisions(&plan);
     let opts = ApplyOptions {
         jobs: cfg.jobs,
         python: apply::default_python(),
         progress: show_progress(cfg),
     };
-    let outcomes = apply::apply(layout, &plan, &opts)?;
+    let outcomes = if framework_ok {
+        apply::apply(layout, &plan, &opts)?
+    } else {
+        log::error!("No module is applied: the framework files could not be installed");
+        plan.to_apply()
+            .map(|m| {
+                let o = report::Outcome {
+                    result: "skipped",
+                    error: Some("the framework files could not be installed".to_string()),
+                    duration_ms: None,
+                };
+                (m.name.clone(), o)
+            })
+            .collect()
+    };
 
     let mut index = match installed {
         Some(i) => i,
         None => GlobalIndex::empty(&layout.index()),
     };
-    let repo_index_path = synced.path.join("index.json");
-    let repo_index = if std::fs::symlink_metadata(&repo_index_path).is_ok_and(|m| m.is_symlink()) {
-        log::warn!("ignoring {}: it is a symlink", repo_index_path.display());
-        Ok(None)
-    } else {
-        GlobalIndex::load(&repo_index_path)
-    };
-    match repo_index {
-        Ok(Some(repo_index)) => index.merge_metadata_from(&repo_index),
-        Ok(None) => {}
-        Err(e) => log::warn!("ignoring the repository's global index: {e:#}"),
+    // The schema_version is the framework's: it moves only once the framework is in place.
+    if let (Some(repo_index), true) = (&repo_index, framework_ok) {
+        index.merge_metadata_from(repo_index);
     }
     index.set_metadata("repository_url", &synced.url);
     if cfg.branch.is_some() || index.branch().is_some() {
@@ -248,9 +277,41 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     state.save()?;
 
     let s = report::summarize(&plan, &outcomes);
+    let mut doc = report::json_document("sync", &synced, &plan, &outcomes);
+    crate::framework::add_row(&mut doc, framework.as_ref());
     if cfg.json {
-        report::print_json(&report::json_document("sync", &synced, &plan, &outcomes));
+        report::print_json(&doc);
     }
+    if let Err(e) = crate::framework::ensure_wrapper(layout) {
+        log::error!("writing updater's wrapper: {e:#}");
+    }
+    let partial = !framework_ok || s.failed + s.skipped + s.invalid > 0;
+    let names = |r: &str| -> Vec<String> {
+        outcomes
+            .iter()
+            .filter(|(_, o)| o.result == r)
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    crate::hooks::run_post_sync(
+        layout,
+        &crate::hooks::RunSummary {
+            exit_code: if partial {
+                ExitStatus::Partial.code()
+            } else {
+                ExitStatus::Success.code()
+            },
+            applied: [names("applied"), names("removed")].concat(),
+            failed: [names("rolled_back"), names("failed")].concat(),
+            skipped: names("skipped"),
+            framework: framework
+                .as_ref()
+                .and_then(|r| r.result)
+                .map(str::to_string),
+            commit: synced.commit.clone(),
+            document: doc,
+        },
+    );
     if s.to_apply > 0 {
         log::info!(
             "Applied {} of {} modules; {} failed, {} skipped",
@@ -260,7 +321,7 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
             s.skipped
         );
     }
-    if s.failed + s.skipped + s.invalid > 0 {
+    if partial {
         if s.invalid > 0 {
             log::error!("{} modules are invalid", s.invalid);
         }
@@ -268,6 +329,22 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     }
     log::info!("{SUCCESS_LINE}");
     Ok(ExitStatus::Success)
+}
+
+/// The repository's global index, when it can be read (a symlink or a bad file is a warning).
+fn load_repo_index(synced: &SyncedRepo) -> Option<GlobalIndex> {
+    let path = synced.path.join("index.json");
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) {
+        log::warn!("ignoring {}: it is a symlink", path.display());
+        return None;
+    }
+    match GlobalIndex::load(&path) {
+        Ok(i) => i,
+        Err(e) => {
+            log::warn!("ignoring the repository's global index: {e:#}");
+            None
+        }
+    }
 }
 
 /// Rewrites `packages` from what is in the module directories: each installed module with its
