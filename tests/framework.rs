@@ -62,8 +62,7 @@ fn versions_seen(root: &Path) -> Vec<Option<String>> {
     let grab = |rel: &str| {
         read_through(root, rel).map(|t| {
             t.split(['"', ' ', '\n'])
-                .filter(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
-                .next_back()
+                .rfind(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
                 .unwrap_or("")
                 .to_string()
         })
