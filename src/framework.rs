@@ -58,6 +58,20 @@ pub const POINTS: &[&str] = &[
     "framework_recovering",
 ];
 
+/// In debug builds, `UPDATER_FRAMEWORK_FAIL_AT=<point>` makes the install fail with an error at
+/// that point (one of [`POINTS`] from `framework_staged` to `framework_switched`), to test the
+/// in-process rollback as a full disk would trigger it. Release builds never fail here.
+fn fail_point(name: &str) -> Result<()> {
+    #[cfg(debug_assertions)]
+    {
+        if std::env::var("UPDATER_FRAMEWORK_FAIL_AT").is_ok_and(|p| p == name) {
+            bail!("injected failure at {name} (UPDATER_FRAMEWORK_FAIL_AT)");
+        }
+    }
+    let _ = name;
+    Ok(())
+}
+
 /// The name of the framework's row in reports and of its crash points' subject.
 pub const ROW_NAME: &str = "framework";
 
@@ -561,6 +575,7 @@ fn stage_and_switch(layout: &Layout, repo_root: &Path, j: &mut Journal) -> Resul
     fs::sync_path(&gen)?;
     fs::sync_path(&dir)?;
     fault::point("framework_staged", ROW_NAME);
+    fail_point("framework_staged")?;
 
     for name in &j.entries {
         let root_entry = layout.root.join(name);
@@ -597,8 +612,10 @@ fn stage_and_switch(layout: &Layout, repo_root: &Path, j: &mut Journal) -> Resul
         fs::symlink_atomic(&link_target(name), &layout.root.join(name))?;
     }
     fault::point("framework_linked", ROW_NAME);
+    fail_point("framework_linked")?;
     fs::symlink_atomic(Path::new(&j.new_gen), &dir.join("current"))?;
     fault::point("framework_switched", ROW_NAME);
+    fail_point("framework_switched")?;
     Ok(())
 }
 

@@ -424,6 +424,45 @@ fn an_oversized_repository_index_is_refused_naming_the_file() {
     assert!(root.module_dir("m1").is_dir());
 }
 
+/// A failed install (injected where a full disk would fail it) is rolled back in the same run:
+/// the old framework, the real files it moved aside and the installed schema_version are back,
+/// no module runs, and the row says `rolled_back`.
+#[test]
+fn a_failed_framework_install_is_rolled_back_and_no_module_runs() {
+    for point in ["framework_staged", "framework_linked", "framework_switched"] {
+        let repo = framework_repo("2.0.0");
+        let root = InstallRoot::new();
+        root.write("__init__.py", "FRAMEWORK = \"1.0.0\"\n");
+        root.write("utils/x.py", "VALUE = \"1.0.0\"\n");
+        root.write_index(&json!({"metadata": {"schema_version": "1.0.0"}, "packages": {}}));
+        let before = snapshot(root.path(), &[".updater"]);
+        let mut cmd = updater(&root, &repo);
+        cmd.env("UPDATER_FRAMEWORK_FAIL_AT", point)
+            .args(["--json", "sync"]);
+        let out = run(cmd);
+        assert_code(&out, 3);
+        let doc = json_of(&out);
+        let row = framework_row(&doc);
+        assert_eq!(row["result"], "rolled_back", "{point}: {row}");
+        assert!(row["error"].as_str().unwrap().contains("injected"), "{row}");
+        assert_eq!(module_entry(&doc, "m1")["result"], "skipped", "{point}");
+        assert!(!root.path().join(".m1-saw").exists(), "{point}: m1 ran");
+        let mut after = snapshot(root.path(), &[".updater"]);
+        // updater's own wrapper is written at the end of every sync.
+        after.remove(Path::new("updateManager.sh"));
+        // The index records where the machine syncs from; its schema_version stays.
+        after.remove(Path::new("index.json"));
+        let mut before = before.clone();
+        before.remove(Path::new("index.json"));
+        assert_eq!(after, before, "{point}");
+        assert_eq!(installed_schema(&root), "1.0.0", "{point}");
+        assert!(!root.state_dir().join("framework/journal.json").exists());
+        // The next run installs it.
+        assert_code(&sync(&root, &repo, &[]), 0);
+        assert!(all_at(root.path(), "2.0.0"), "{point}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // crash repair
 
