@@ -253,7 +253,10 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
         None => GlobalIndex::empty(&layout.index()),
     };
     // The schema_version is the framework's: it moves only once the framework is in place.
-    if let (Some(repo_index), true) = (&repo_index, framework_ok) {
+    let take_metadata = framework
+        .as_ref()
+        .is_none_or(|r| r.index_takes_repository_metadata());
+    if let (Some(repo_index), true) = (&repo_index, take_metadata) {
         index.merge_metadata_from(repo_index);
     }
     index.set_metadata("repository_url", &synced.url);

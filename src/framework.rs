@@ -101,6 +101,13 @@ impl Row {
         self.decision != "invalid" && self.result != Some("rolled_back")
     }
 
+    /// Whether the installed index may take the repository index's `metadata` (its
+    /// `schema_version` is the framework's): not when the framework was refused, rolled back, or
+    /// is ahead of the repository.
+    pub fn index_takes_repository_metadata(&self) -> bool {
+        self.is_ok() && self.decision != "local_ahead"
+    }
+
     /// The `--json` row (in `modules`, first; `kind` tells it from a module of the same name).
     pub fn json(&self) -> Value {
         json!({
@@ -554,10 +561,19 @@ fn install_unit(layout: &Layout, repo_root: &Path, offer: &Offer) -> Result<()> 
         return Err(e);
     }
     j.step = Step::Committed;
-    save_journal(layout, &j)?;
+    if let Err(e) = save_journal(layout, &j) {
+        // Not recorded as committed: put the old framework back, as the next run would.
+        j.step = Step::Switching;
+        if let Err(u) = undo(layout, &j) {
+            log::error!("rolling back the framework failed: {u:#}; the next run will repair it");
+        }
+        return Err(e);
+    }
     fault::point("framework_committing", ROW_NAME);
-    finish_commit(layout, &j)?;
-    remove_journal(layout)?;
+    // The new framework is in place; what is left is clean-up, which the next run completes.
+    if let Err(e) = finish_commit(layout, &j).and_then(|()| remove_journal(layout)) {
+        log::warn!("finishing the framework commit: {e:#}; the next run completes it");
+    }
     fault::point("framework_committed", ROW_NAME);
     Ok(())
 }

@@ -232,6 +232,24 @@ fn a_missing_framework_file_triggers_a_reinstall_at_the_same_version() {
 }
 
 #[test]
+fn an_installed_framework_ahead_of_the_repository_is_left_alone_and_keeps_its_version() {
+    let repo = framework_repo("1.0.0");
+    let root = InstallRoot::new();
+    assert_code(&sync(&root, &repo, &[]), 0);
+    let mut index = root.read_index();
+    index["metadata"]["schema_version"] = json!("5.0.0");
+    root.write_index(&index);
+    let before = snapshot(root.path(), &[".updater", "index.json"]);
+    let (doc, out) = sync_json(&root, &repo);
+    assert_code(&out, 0);
+    let row = framework_row(&doc);
+    assert_eq!(row["decision"], "local_ahead", "{row}");
+    assert_eq!(row["result"], Value::Null);
+    assert_eq!(installed_schema(&root), "5.0.0");
+    assert_eq!(snapshot(root.path(), &[".updater", "index.json"]), before);
+}
+
+#[test]
 fn the_repositorys_update_manager_is_never_installed_and_ours_replaces_a_foreign_one() {
     let repo = framework_repo("1.0.0");
     let root = InstallRoot::new();
