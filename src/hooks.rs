@@ -89,6 +89,15 @@ pub fn run_post_sync(layout: &Layout, summary: &RunSummary) {
     if names.is_empty() {
         return;
     }
+    if crate::fs::is_root() {
+        // Whoever can write the directories can add a hook that runs as root.
+        for d in [dir.parent().unwrap_or(&dir), dir.as_path()] {
+            if let Some(problem) = crate::doctor::unsafe_permissions(d) {
+                log::error!("post-sync hooks refused: {problem}");
+                return;
+            }
+        }
+    }
     let summary_path = layout.state_dir().join("last-sync.json");
     if let Err(e) = crate::fs::write_json_atomic(&summary_path, &summary.document) {
         log::error!("writing the run summary for the hooks: {e:#}");
@@ -122,7 +131,11 @@ pub fn run_post_sync(layout: &Layout, summary: &RunSummary) {
             continue;
         }
         if crate::fs::is_root() {
-            if let Some(problem) = crate::doctor::unsafe_permissions(&path) {
+            // The hook and, for a symlink, the file it resolves to.
+            let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if let Some(problem) = crate::doctor::unsafe_permissions(&path)
+                .or_else(|| crate::doctor::unsafe_permissions(&real))
+            {
                 log::error!("post-sync hook {shown} refused: {problem}");
                 continue;
             }

@@ -667,6 +667,45 @@ fn post_sync_hooks_run_in_name_order_with_the_summary_and_failures_are_not_fatal
     assert_eq!(summary["command"], "sync");
 }
 
+/// As root, a hook that other users can write (or a hooks directory they can write) would run
+/// their code as root: it is refused, and the sync still succeeds.
+#[test]
+fn as_root_a_hook_other_users_can_write_is_refused() {
+    if !running_as_root() {
+        return;
+    }
+    let repo = framework_repo("1.0.0");
+    let root = InstallRoot::new();
+    let dir = hooks_dir(&root);
+    let mark = root.path().join(".ran");
+    write_hook(
+        &dir,
+        "10-writable",
+        &format!("#!/bin/sh\ntouch {}\n", mark.display()),
+        0o757,
+    );
+    let out = sync(&root, &repo, &[]);
+    assert_code(&out, 0);
+    assert!(!mark.exists(), "a world-writable hook ran");
+    assert!(stdout_of(&out).contains("refused"), "{}", dump(&out));
+    // Safe file, unsafe directory.
+    fs::set_permissions(dir.join("10-writable"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = sync(&root, &repo, &[]);
+    assert_code(&out, 0);
+    assert!(!mark.exists(), "a hook in a world-writable directory ran");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    assert_code(&sync(&root, &repo, &[]), 0);
+    assert!(mark.exists(), "the safe hook did not run");
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
 #[test]
 fn a_hook_that_hangs_is_killed_at_its_timeout_and_the_next_one_runs() {
     let repo = framework_repo("1.0.0");
