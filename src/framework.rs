@@ -841,6 +841,22 @@ mod tests {
     }
 
     #[test]
+    fn a_journal_naming_paths_is_refused_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        std::fs::create_dir_all(layout.framework()).unwrap();
+        for bad in [
+            r#"{"step":"switching","new_gen":"../../etc","old_gen":null,"displaced":"displaced-1","entries":[],"version":null}"#,
+            r#"{"step":"switching","new_gen":"gen-1","old_gen":null,"displaced":"displaced-1","entries":["utils"],"moved":["../x"],"version":null}"#,
+            r#"{"step":"nope"}"#,
+        ] {
+            std::fs::write(journal_path(&layout), bad).unwrap();
+            let e = format!("{:#}", recover(&layout).unwrap_err());
+            assert!(e.contains("journal.json") && e.contains("corrupt"), "{e}");
+        }
+    }
+
+    #[test]
     fn wrapper_text_carries_the_marker_after_the_shebang() {
         let t = wrapper_text();
         let mut lines = t.lines();
