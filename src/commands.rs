@@ -235,17 +235,7 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     let outcomes = if framework_ok {
         apply::apply(layout, &plan, &opts)?
     } else {
-        log::error!("No module is applied: the framework files could not be installed");
-        plan.to_apply()
-            .map(|m| {
-                let o = report::Outcome {
-                    result: "skipped",
-                    error: Some("the framework files could not be installed".to_string()),
-                    duration_ms: None,
-                };
-                (m.name.clone(), o)
-            })
-            .collect()
+        crate::framework::skip_all(&plan)
     };
 
     let mut index = match installed {
@@ -289,32 +279,19 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
         log::error!("writing updater's wrapper: {e:#}");
     }
     let partial = !framework_ok || s.failed + s.skipped + s.invalid > 0;
-    let names = |r: &str| -> Vec<String> {
-        outcomes
-            .iter()
-            .filter(|(_, o)| o.result == r)
-            .map(|(n, _)| n.clone())
-            .collect()
+    let code = if partial {
+        ExitStatus::Partial
+    } else {
+        ExitStatus::Success
     };
-    crate::hooks::run_post_sync(
-        layout,
-        &crate::hooks::RunSummary {
-            exit_code: if partial {
-                ExitStatus::Partial.code()
-            } else {
-                ExitStatus::Success.code()
-            },
-            applied: [names("applied"), names("removed")].concat(),
-            failed: [names("rolled_back"), names("failed")].concat(),
-            skipped: names("skipped"),
-            framework: framework
-                .as_ref()
-                .and_then(|r| r.result)
-                .map(str::to_string),
-            commit: synced.commit.clone(),
-            document: doc,
-        },
+    let summary = crate::hooks::RunSummary::of(
+        &outcomes,
+        framework.as_ref(),
+        &synced.commit,
+        doc,
+        code.code(),
     );
+    crate::hooks::run_post_sync(layout, &summary);
     if s.to_apply > 0 {
         log::info!(
             "Applied {} of {} modules; {} failed, {} skipped",

@@ -130,6 +130,24 @@ pub fn add_row(doc: &mut Value, row: Option<&Row>) {
     }
 }
 
+/// The outcomes of a sync whose framework could not be installed: every module it would apply
+/// is skipped (modules import the framework), with the reason.
+pub fn skip_all(
+    plan: &crate::plan::Plan,
+) -> std::collections::BTreeMap<String, crate::report::Outcome> {
+    log::error!("No module is applied: the framework files could not be installed");
+    plan.to_apply()
+        .map(|m| {
+            let o = crate::report::Outcome {
+                result: "skipped",
+                error: Some("the framework files could not be installed".to_string()),
+                duration_ms: None,
+            };
+            (m.name.clone(), o)
+        })
+        .collect()
+}
+
 /// What the repository offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Offer {

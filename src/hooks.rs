@@ -49,6 +49,35 @@ pub struct RunSummary {
     pub document: serde_json::Value,
 }
 
+impl RunSummary {
+    /// The summary of a sync from its module outcomes, framework row, commit, `--json` document
+    /// and exit code.
+    pub fn of(
+        outcomes: &std::collections::BTreeMap<String, crate::report::Outcome>,
+        framework: Option<&crate::framework::Row>,
+        commit: &str,
+        document: serde_json::Value,
+        exit_code: u8,
+    ) -> RunSummary {
+        let names = |results: &[&str]| -> Vec<String> {
+            outcomes
+                .iter()
+                .filter(|(_, o)| results.contains(&o.result))
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        RunSummary {
+            exit_code,
+            applied: names(&["applied", "removed"]),
+            failed: names(&["rolled_back", "failed"]),
+            skipped: names(&["skipped"]),
+            framework: framework.and_then(|r| r.result).map(str::to_string),
+            commit: commit.to_string(),
+            document,
+        }
+    }
+}
+
 /// Text from a file name or a hook, with control characters escaped for a log line.
 pub fn escape(text: &str) -> String {
     text.chars()

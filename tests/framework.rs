@@ -278,6 +278,30 @@ fn the_repositorys_update_manager_is_never_installed_and_ours_replaces_a_foreign
     // The framework generation does not hold the repository's wrapper either.
     let fw = root.state_dir().join("framework/current");
     assert!(!fw.join("updateManager.sh").exists());
+
+    // Ours, current: left alone (same inode). Ours, older: rewritten, not kept as foreign.
+    use std::os::unix::fs::MetadataExt;
+    let ino = fs::metadata(&wrapper).unwrap().ino();
+    assert_code(&sync(&root, &repo, &[]), 0);
+    assert_eq!(
+        fs::metadata(&wrapper).unwrap().ino(),
+        ino,
+        "rewritten needlessly"
+    );
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n{}\necho old\n",
+            updater::framework::WRAPPER_MARKER
+        ),
+    )
+    .unwrap();
+    assert_code(&sync(&root, &repo, &[]), 0);
+    assert_eq!(fs::read_to_string(&wrapper).unwrap(), text);
+    assert_eq!(
+        fs::read_to_string(root.state_dir().join("framework/replaced-updateManager.sh")).unwrap(),
+        "#!/bin/bash\npython3 -m updates.index\n"
+    );
 }
 
 #[test]
