@@ -39,8 +39,14 @@ pub const DEFAULT_ENTRIES: &[&str] = &[
 ];
 
 /// Root names a framework entry may never take: the modules, the indexes, our state, our wrapper,
-/// the virtualenv.
-const RESERVED: &[&str] = &["modules", "index.json", "updateManager.sh", "venv"];
+/// the virtualenv, the legacy manifest.
+const RESERVED: &[&str] = &[
+    "modules",
+    "index.json",
+    "updateManager.sh",
+    "venv",
+    "manifest.json",
+];
 
 /// At most this many entries in `metadata.framework`.
 const MAX_ENTRIES: usize = 64;
@@ -186,7 +192,7 @@ pub fn validate_entry(raw: &str) -> Result<String> {
         bail!("framework entry \"{shown}\" has characters outside [A-Za-z0-9._+-]");
     }
     if RESERVED.contains(&name) {
-        bail!("framework entry \"{shown}\" is reserved (modules, index.json, updateManager.sh and venv are never framework files)");
+        bail!("framework entry \"{shown}\" is reserved (modules, index.json, updateManager.sh, venv and manifest.json are never framework files)");
     }
     Ok(name.to_string())
 }
@@ -734,6 +740,12 @@ fn finish_commit(layout: &Layout, j: &Journal) -> Result<()> {
 
 /// Repairs an interrupted framework install (under the run lock, before anything else runs).
 pub fn recover(layout: &Layout) -> Result<()> {
+    // Temp names of interrupted atomic writes and link switches.
+    for name in fs::list_dir(&layout.framework())? {
+        if name.to_string_lossy().starts_with(".tmp-") {
+            fs::remove_all(&layout.framework().join(name))?;
+        }
+    }
     let Some(j) = load_journal(layout)? else {
         return Ok(());
     };
@@ -745,11 +757,6 @@ pub fn recover(layout: &Layout) -> Result<()> {
     } else {
         undo(layout, &j)?;
         log::warn!("Repaired the interrupted framework update: the previous framework files are back; it will be retried");
-    }
-    for name in fs::list_dir(&layout.framework())? {
-        if name.to_string_lossy().starts_with(".tmp-") {
-            fs::remove_all(&layout.framework().join(name))?;
-        }
     }
     Ok(())
 }
@@ -848,6 +855,7 @@ mod tests {
             "index.json",
             "updateManager.sh",
             "venv",
+            "manifest.json",
             "a\nb",
             "a b",
             &"x".repeat(129),
