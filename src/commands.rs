@@ -44,8 +44,12 @@ pub(crate) fn open(cfg: &Config, writes: bool) -> Result<Session> {
     let lock = RunLock::acquire(&layout.lock(), cfg.wait)?;
     if writes {
         recover::recover(&layout).context("repairing what an interrupted run left")?;
+        crate::framework::recover(&layout).context("repairing an interrupted framework update")?;
     } else {
-        for p in recover::pending(&layout)? {
+        for p in recover::pending(&layout)?
+            .into_iter()
+            .chain(crate::framework::pending(&layout)?)
+        {
             log::warn!("Pending repair (the next sync does it): {p}");
         }
     }
@@ -179,6 +183,16 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
     let choices = crate::preserve::MachineChoices::load(layout)?;
     let (synced, mut plan) =
         sync_and_plan(cfg, layout, installed.as_ref(), &state, choices.holds())?;
+    let framework = crate::framework::step(
+        layout,
+        &synced.path,
+        load_repo_index(&synced).as_ref(),
+        installed.as_ref(),
+        false,
+    )?;
+    let framework_due = framework
+        .as_ref()
+        .is_some_and(|r| matches!(r.decision, "new" | "update"));
     report::log_decision_lines(&plan);
     let run = apply::run_mode(cfg.run, installed.as_ref());
     let content = crate::content::check(
@@ -186,13 +200,16 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
         installed.as_ref(),
         &plan,
         run,
-        &apply::default_python(),
+        &crate::python::for_config(cfg, installed.as_ref()),
     )?;
-    plan.content_updates = content.values().filter(|c| c.update).count();
+    // The framework's own update counts like a content update: something a sync would apply.
+    plan.content_updates =
+        content.values().filter(|c| c.update).count() + usize::from(framework_due);
     let any_updates = report::log_found(&plan, true);
     if cfg.json {
         let mut doc = report::json_document("check", &synced, &plan, &BTreeMap::new());
         crate::content::annotate(&mut doc, &content);
+        crate::framework::add_row(&mut doc, framework.as_ref());
         report::print_json(&doc);
     }
     let available = Some(plan.to_apply().count() + plan.content_updates);
@@ -202,6 +219,8 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
     }
     let status = if plan.invalid_count() > 0 {
         log::error!("{} modules are invalid", plan.invalid_count());
+        ExitStatus::Failure
+    } else if framework.as_ref().is_some_and(|r| !r.is_ok()) {
         ExitStatus::Failure
     } else if cfg.exit_code && any_updates {
         ExitStatus::UpdatesAvailable
@@ -225,6 +244,16 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
         choices.save()?;
     }
     let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref(), &state, choices.holds())?;
+    let repo_index = load_repo_index(&synced);
+    // The framework goes first: modules import it.
+    let framework = crate::framework::step(
+        layout,
+        &synced.path,
+        repo_index.as_ref(),
+        installed.as_ref(),
+        true,
+    )?;
+    let framework_ok = framework.as_ref().is_none_or(|r| r.is_ok());
     report::log_decisions(&plan);
     let opts = ApplyOptions {
         jobs: cfg.jobs,
@@ -233,23 +262,22 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
         run: apply::run_mode(cfg.run, installed.as_ref()),
         machine_enabled: choices.enabled.clone(),
     };
-    let outcomes = apply::apply(layout, &plan, &opts)?;
+    let outcomes = if framework_ok {
+        apply::apply(layout, &plan, &opts)?
+    } else {
+        crate::framework::skip_all(&plan)
+    };
 
     let mut index = match installed {
         Some(i) => i,
         None => GlobalIndex::empty(&layout.index()),
     };
-    let repo_index_path = synced.path.join("index.json");
-    let repo_index = if std::fs::symlink_metadata(&repo_index_path).is_ok_and(|m| m.is_symlink()) {
-        log::warn!("ignoring {}: it is a symlink", repo_index_path.display());
-        Ok(None)
-    } else {
-        GlobalIndex::load(&repo_index_path)
-    };
-    match repo_index {
-        Ok(Some(repo_index)) => index.merge_metadata_from(&repo_index),
-        Ok(None) => {}
-        Err(e) => log::warn!("ignoring the repository's global index: {e:#}"),
+    // The schema_version is the framework's: it moves only once the framework is in place.
+    let take_metadata = framework
+        .as_ref()
+        .is_none_or(|r| r.index_takes_repository_metadata());
+    if let (Some(repo_index), true) = (&repo_index, take_metadata) {
+        index.merge_metadata_from(repo_index);
     }
     index.set_metadata("repository_url", &synced.url);
     if cfg.branch.is_some() || index.branch().is_some() {
@@ -281,9 +309,28 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     state.save()?;
 
     let s = report::summarize(&plan, &outcomes);
+    let mut doc = report::json_document("sync", &synced, &plan, &outcomes);
+    crate::framework::add_row(&mut doc, framework.as_ref());
     if cfg.json {
-        report::print_json(&report::json_document("sync", &synced, &plan, &outcomes));
+        report::print_json(&doc);
     }
+    if let Err(e) = crate::framework::ensure_wrapper(layout) {
+        log::error!("writing updater's wrapper: {e:#}");
+    }
+    let partial = !framework_ok || s.failed + s.skipped + s.invalid > 0;
+    let code = if partial {
+        ExitStatus::Partial
+    } else {
+        ExitStatus::Success
+    };
+    let summary = crate::hooks::RunSummary::of(
+        &outcomes,
+        framework.as_ref(),
+        &synced.commit,
+        doc,
+        code.code(),
+    );
+    crate::hooks::run_post_sync(layout, &summary);
     if s.to_apply > 0 {
         log::info!(
             "Applied {} of {} modules; {} failed, {} skipped",
@@ -293,7 +340,7 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
             s.skipped
         );
     }
-    if s.failed + s.skipped + s.invalid > 0 {
+    if partial {
         if s.invalid > 0 {
             log::error!("{} modules are invalid", s.invalid);
         }
@@ -301,6 +348,22 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     }
     log::info!("{SUCCESS_LINE}");
     Ok(ExitStatus::Success)
+}
+
+/// The repository's global index, when it can be read (a symlink or a bad file is a warning).
+fn load_repo_index(synced: &SyncedRepo) -> Option<GlobalIndex> {
+    let path = synced.path.join("index.json");
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) {
+        log::warn!("ignoring {}: it is a symlink", path.display());
+        return None;
+    }
+    match GlobalIndex::load(&path) {
+        Ok(i) => i,
+        Err(e) => {
+            log::warn!("ignoring the repository's global index: {e:#}");
+            None
+        }
+    }
 }
 
 /// Rewrites `packages` from what is in the module directories: each installed module with its

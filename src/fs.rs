@@ -388,6 +388,83 @@ pub fn exists_no_follow(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok()
 }
 
+/// Points the symlink `link` at `target` atomically: a new symlink is made under a temp name in
+/// the same directory and renamed over `link` (replacing a symlink or file there, never a
+/// directory), then the directory is synced. A crash leaves the old link or the new one.
+pub fn symlink_atomic(target: &Path, link: &Path) -> Result<()> {
+    let dir = match link.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    // A fresh name from the temp-file builder: created, removed, and taken by the symlink at once
+    // (another process racing for that name in our own directory would only make this fail).
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-link-")
+        .tempfile_in(&dir)
+        .with_context(|| format!("creating a temporary name in {}", dir.display()))?
+        .into_temp_path();
+    let tmp_path = tmp.to_path_buf();
+    tmp.close()
+        .with_context(|| format!("removing {}", tmp_path.display()))?;
+    std::os::unix::fs::symlink(target, &tmp_path)
+        .with_context(|| format!("creating symlink {}", tmp_path.display()))?;
+    if let Err(e) = fs::rename(&tmp_path, link) {
+        let _ = fs::remove_file(&tmp_path);
+        return Err(e).with_context(|| format!("renaming a new symlink onto {}", link.display()));
+    }
+    sync_path(&dir)
+}
+
+/// Gives every regular file named `*.sh` in the tree at `root` the execute bits its read bits
+/// allow (SPEC §10: the repository commits some as 0644). Symlinks are not followed. Returns how
+/// many files changed.
+pub fn make_sh_executable(root: &Path) -> Result<usize> {
+    let mut changed = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).with_context(|| format!("inspecting {}", p.display()))?;
+        if m.is_dir() {
+            for name in list_dir(&p)? {
+                stack.push(p.join(name));
+            }
+        } else if m.is_file() && p.extension().is_some_and(|e| e == "sh") {
+            let mode = m.permissions().mode() & 0o7777;
+            let want = mode | ((mode & 0o444) >> 2);
+            if want != mode {
+                fs::set_permissions(&p, fs::Permissions::from_mode(want))
+                    .with_context(|| format!("setting the mode of {}", p.display()))?;
+                changed += 1;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Like [`write_atomic`], but the file gets exactly `mode` (set on the temp file before the
+/// rename, so the path never has another mode).
+pub fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    create_dir_all(&dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(&dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(contents)
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", tmp.path().display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("syncing {}", tmp.path().display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming a temporary file onto {}", path.display()))?;
+    sync_path(&dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,11 +28,39 @@ impl GlobalIndex {
     }
 
     /// Reads the index at `path`; `Ok(None)` when there is none (a fresh install).
+    /// Like module indexes, a global index larger than [`crate::module::MAX_INDEX_BYTES`] or one
+    /// that is not a regular file (a fifo would hang the run) is refused, naming the file.
     pub fn load(path: &Path) -> Result<Option<GlobalIndex>> {
-        let text = match std::fs::read_to_string(path) {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let max = crate::module::MAX_INDEX_BYTES;
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(path)
+        {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             other => other.with_context(|| format!("reading {}", path.display()))?,
         };
+        let meta = file
+            .metadata()
+            .with_context(|| format!("reading {}", path.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a regular file", path.display());
+        }
+        if meta.len() > max {
+            bail!("{} is larger than {max} bytes", path.display());
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        // `take` also stops a file that grows while it is read.
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if bytes.len() as u64 > max {
+            bail!("{} is larger than {max} bytes", path.display());
+        }
+        let text =
+            String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
         Self::parse(path, &text).map(Some)
     }
 
@@ -133,6 +161,10 @@ impl GlobalIndex {
                 if k == "repository_url" || k == "branch" || k == "require_signed" {
                     continue;
                 }
+                // The machine's channel is its choice; the repository's only fills a gap.
+                if k == "channel" && ours.contains_key("channel") {
+                    continue;
+                }
                 ours.insert(k, v);
             }
         }
@@ -199,6 +231,35 @@ mod tests {
         assert!(GlobalIndex::load(&dir.path().join("index.json"))
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn oversized_index_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("index.json");
+        let pad = " ".repeat(crate::module::MAX_INDEX_BYTES as usize);
+        std::fs::write(&p, format!("{{\"metadata\": {{}}{pad}}}")).unwrap();
+        let e = format!("{:#}", GlobalIndex::load(&p).unwrap_err());
+        assert!(
+            e.contains(&p.display().to_string()) && e.contains("larger"),
+            "{e}"
+        );
+        std::fs::write(&p, r#"{"metadata": {}}"#).unwrap();
+        assert!(GlobalIndex::load(&p).unwrap().is_some());
+    }
+
+    #[test]
+    fn machine_channel_survives_a_merge() {
+        let mut ours =
+            GlobalIndex::parse(Path::new("a"), r#"{"metadata": {"channel": "beta"}}"#).unwrap();
+        let theirs = GlobalIndex::parse(
+            Path::new("b"),
+            r#"{"metadata": {"channel": "stable", "schema_version": "2.0.0"}}"#,
+        )
+        .unwrap();
+        ours.merge_metadata_from(&theirs);
+        assert_eq!(ours.doc["metadata"]["channel"], "beta");
+        assert_eq!(ours.doc["metadata"]["schema_version"], "2.0.0");
     }
 
     #[test]

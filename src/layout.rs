@@ -63,4 +63,17 @@ impl Layout {
     pub fn logs(&self) -> PathBuf {
         self.state_dir().join("logs")
     }
+    /// `<root>/.updater/framework`: the framework generations, `current`, `previous`, displaced
+    /// files and the framework journal (names that can never be module paths).
+    pub fn framework(&self) -> PathBuf {
+        self.state_dir().join("framework")
+    }
+    /// `<root>/.updater/hooks/post-sync.d`: executables run after every sync.
+    pub fn post_sync_hooks(&self) -> PathBuf {
+        self.state_dir().join("hooks").join("post-sync.d")
+    }
+    /// `<root>/updateManager.sh`: updater's own wrapper (never the repository's).
+    pub fn wrapper(&self) -> PathBuf {
+        self.root.join("updateManager.sh")
+    }
 }

@@ -101,7 +101,6 @@ pub const SUCCESS_LINE: &str = "✓ Update system completed successfully";
 
 /// Logs one line per module with the upstream wording, then the `Found N …` line.
 pub fn log_decisions(plan: &Plan) {
-    crate::metrics::note_plan(plan);
     log_decision_lines(plan);
     log_found(plan, false);
 }
@@ -129,6 +128,7 @@ pub fn log_found(plan: &Plan, check: bool) -> bool {
 
 /// Logs one line per module with the upstream wording (and the plan's warnings).
 pub fn log_decision_lines(plan: &Plan) {
+    crate::metrics::note_plan(plan);
     for w in &plan.warnings {
         log::warn!("{w}");
     }

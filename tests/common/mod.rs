@@ -843,3 +843,39 @@ pub fn path_with(dir: &Path) -> String {
         std::env::var("PATH").unwrap_or_default()
     )
 }
+
+// ---------------------------------------------------------------------------------------------
+// framework files (tests/framework.rs)
+
+impl UpdatesRepo {
+    /// Set `metadata.<key>` of the repository's global index.json, keeping its other keys.
+    pub fn set_root_metadata(&self, key: &str, value: Value) -> &Self {
+        set_metadata_in(&self.root.join("index.json"), key, value);
+        self
+    }
+
+    /// Write the HOMESERVER-like framework files at version `v` (not committed): `__init__.py`,
+    /// `index.py`, `utils/{__init__,x}.py`, `setup_venv.sh` (0644, as upstream commits it),
+    /// `requirements.txt`, upstream's own `updateManager.sh`, and `metadata.schema_version = v`.
+    pub fn write_framework(&self, v: &str) -> &Self {
+        self.write("__init__.py", &format!("FRAMEWORK = \"{v}\"\n"));
+        self.write(
+            "index.py",
+            &format!("VERSION = \"{v}\"\n\ndef main(args=None):\n    return True\n"),
+        );
+        self.write("utils/__init__.py", "");
+        self.write("utils/x.py", &format!("VALUE = \"{v}\"\n"));
+        self.write("setup_venv.sh", &format!("#!/bin/sh\necho venv {v}\n"));
+        self.write("requirements.txt", &format!("requests # {v}\n"));
+        self.write(
+            "updateManager.sh",
+            "#!/bin/bash\n# upstream wrapper\npython3 -m updates.index \"$@\"\n",
+        );
+        self.set_root_metadata("schema_version", Value::String(v.to_string()))
+    }
+}
+
+/// What `<root>/<rel>` reads as through any symlinks (None when it cannot be read).
+pub fn read_through(root: &Path, rel: &str) -> Option<String> {
+    fs::read_to_string(root.join(rel)).ok()
+}
