@@ -224,8 +224,8 @@ def _record(args, **extra):
         "module": MODULE,
         "args": args,
         "package": __package__,
-        "updates": os.path.dirname(os.path.abspath(updates.__file__)),
-        "cwd": os.getcwd(),
+        "updates": os.path.dirname(os.path.realpath(updates.__file__)),
+        "cwd": os.path.realpath(os.getcwd()),
         "path_env": os.environ.get("PATH"),
         "unbuffered": os.environ.get("PYTHONUNBUFFERED"),
         "root_level": root.level,
@@ -239,7 +239,8 @@ def _record(args, **extra):
 
 "#;
 
-fn module_py(name: &str, imports: &str, body: &str) -> String {
+/// A module's index.py: the common head (with `_record`), `imports`, then `body`.
+pub fn module_py(name: &str, imports: &str, body: &str) -> String {
     let mut s = MODULE_HEAD_PY
         .replace("@NAME@", name)
         .replace("@IMPORTS@", imports);
