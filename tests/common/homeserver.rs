@@ -191,9 +191,13 @@ from updates.index import log_message  # noqa: F401  (absolute: closes the circu
 
 
 def load_root_config():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(os.path.join(root, "index.json")) as f:
-        return json.load(f)
+    # Upstream's exact path expression (utils/moduleUtils.py): `..` from this file's directory, so
+    # it only finds the root index.json when `utils/` really is a directory of the install root.
+    try:
+        with open(os.path.join(os.path.dirname(__file__), "..", "index.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {"debug": False}
 "#;
 
 // ---------------------------------------------------------------------------------------------
@@ -224,7 +228,7 @@ def _record(args, **extra):
         "module": MODULE,
         "args": args,
         "package": __package__,
-        "updates": os.path.dirname(os.path.realpath(updates.__file__)),
+        "updates": os.path.dirname(os.path.abspath(updates.__file__)),
         "cwd": os.path.realpath(os.getcwd()),
         "path_env": os.environ.get("PATH"),
         "unbuffered": os.environ.get("PYTHONUNBUFFERED"),
