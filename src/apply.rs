@@ -506,6 +506,7 @@ fn try_run(
     ];
     let log_file = layout.logs().join(format!("{name}.log"));
     fs::remove_all(&log_file)?;
+    let pgid_file = crate::transaction::pgid_file(layout, name);
     let step = Step {
         name,
         module_dir: &module_dir,
@@ -513,6 +514,7 @@ fn try_run(
         index,
         log_file: &log_file,
         opts,
+        pgid_file: &pgid_file,
     };
     let result = (|| {
         let details = step.run("entry point", &entry)?;
@@ -587,8 +589,7 @@ impl Step<'_> {
 
 /// What a Python `main` returned beyond `success` (SPEC §6b `details`).
 pub fn details_of(outcome: &RunOutcome) -> Option<serde_json::Value> {
-    let _ = outcome; // TODO(integrator): return outcome.details.clone() once RunOutcome.details lands.
-    None
+    outcome.details.clone()
 }
 
 /// The `UPDATER_*` variables of SPEC §5.

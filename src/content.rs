@@ -129,11 +129,12 @@ pub fn check(
             module: &name,
             module_dir: &dir,
             program: &program,
-            args: &args,
+            args: Some(&args),
             env: &env,
             timeout: index.timeout,
             log_file: &log_file,
             python,
+            pgid_file: None,
         });
         let shown = escape(&name);
         let check = match result {

@@ -144,11 +144,10 @@ pub fn skip_all(
     log::error!("No module is applied: the framework files could not be installed");
     plan.to_apply()
         .map(|m| {
-            let o = crate::report::Outcome {
-                result: "skipped",
-                error: Some("the framework files could not be installed".to_string()),
-                duration_ms: None,
-            };
+            let o = crate::report::Outcome::new(
+                crate::report::ModuleResult::Skipped,
+                Some("the framework files could not be installed".to_string()),
+            );
             (m.name.clone(), o)
         })
         .collect()

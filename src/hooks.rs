@@ -62,7 +62,7 @@ impl RunSummary {
         let names = |results: &[&str]| -> Vec<String> {
             outcomes
                 .iter()
-                .filter(|(_, o)| results.contains(&o.result))
+                .filter(|(_, o)| results.contains(&o.result.as_str()))
                 .map(|(n, _)| n.clone())
                 .collect()
         };

@@ -187,6 +187,7 @@ impl Root {
             timeout: Duration::from_secs(60),
             log_file: &log_file,
             python,
+            pgid_file: None,
         })
         .expect("run")
     }
