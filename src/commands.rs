@@ -182,7 +182,7 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
     let mut state = State::load(&layout.state_file())?;
     let choices = crate::preserve::MachineChoices::load(layout)?;
     let (synced, mut plan) =
-        sync_and_plan(cfg, layout, installed.as_ref(), &state, choices.holds())?;
+        sync_and_plan(cfg, layout, installed.as_ref(), &state, choices.holds(layout)?)?;
     let framework = crate::framework::step(
         layout,
         &synced.path,
@@ -240,10 +240,8 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     let installed = GlobalIndex::load(&layout.index())?;
     let mut state = State::load(&layout.state_file())?;
     let mut choices = crate::preserve::MachineChoices::load(layout)?;
-    if choices.seeded {
-        choices.save()?;
-    }
-    let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref(), &state, choices.holds())?;
+    let holds = choices.holds(layout)?;
+    let (synced, plan) = sync_and_plan(cfg, layout, installed.as_ref(), &state, holds)?;
     let repo_index = load_repo_index(&synced);
     // The framework goes first: modules import it.
     let framework = crate::framework::step(
@@ -284,6 +282,12 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
         index.set_metadata("branch", &synced.branch);
     }
     write_index(layout, &mut index)?;
+    let installed_now: Vec<&str> = outcomes
+        .iter()
+        .filter(|(_, o)| o.result == report::ModuleResult::Applied)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    choices.note_installed(layout, &installed_now)?;
 
     for (name, o) in &outcomes {
         // An install records the version tried; a `--run enabled` run the installed one.

@@ -5,11 +5,13 @@
 //! `metadata.preserve`. Also here: the record of which `enabled` values the machine set
 //! (`.updater/machine.json`), and the execute bit for `*.sh` in a staged module.
 //!
-//! How the machine's own `enabled` is told from the repository's: `updater enable`/`disable`
-//! record the value in `.updater/machine.json`. When that file does not exist yet (a machine
-//! coming from the Python orchestrator, or from an older updater), every installed module whose
-//! copy says `enabled: false` counts as disabled by the machine; the file is written on the
-//! first sync, so a repository-side `false` installed later is never mistaken for a hold.
+//! How the machine's own `enabled` is told from the repository's (`.updater/machine.json`):
+//! `updater enable`/`disable` record the machine's value; and after each sync, the modules whose
+//! installed copy says `enabled: false` only because the repository shipped it are recorded as
+//! such. An installed `enabled: false` is a hold unless it is recorded as the repository's: so a
+//! machine coming from the Python orchestrator, or an index edited by hand, keeps its holds (the
+//! safe reading), while a repository-side `false` never becomes a hold and the repository's later
+//! `true` releases it (SPEC §3, §4).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
@@ -22,13 +24,14 @@ use crate::fs;
 use crate::layout::Layout;
 use crate::module;
 
-/// The `enabled` values this machine chose (`updater enable`/`disable`), by module name.
+/// The `enabled` values this machine chose (`updater enable`/`disable`), by module name, and the
+/// modules whose installed `enabled: false` came from the repository.
 #[derive(Debug, Clone, Default)]
 pub struct MachineChoices {
     path: PathBuf,
     pub enabled: BTreeMap<String, bool>,
-    /// True when the file did not exist and the choices were seeded from the installed copies.
-    pub seeded: bool,
+    /// Installed modules whose `enabled: false` is the repository's, not the machine's.
+    pub repository_disabled: BTreeSet<String>,
 }
 
 /// `.updater/machine.json`.
@@ -37,48 +40,70 @@ pub fn choices_file(layout: &Layout) -> PathBuf {
 }
 
 impl MachineChoices {
-    /// Reads the machine's choices; when the file is missing, seeds them from the installed
-    /// copies (see the module documentation). A corrupt file is an error naming it.
+    /// Reads the machine's choices; a missing file holds none. A corrupt file is an error
+    /// naming it.
     pub fn load(layout: &Layout) -> Result<MachineChoices> {
         let path = choices_file(layout);
         let text = match std::fs::read_to_string(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut enabled = BTreeMap::new();
-                for (name, index) in module::installed(&layout.modules())? {
-                    if let Ok(m) = index {
-                        if !m.enabled {
-                            enabled.insert(name, false);
-                        }
-                    }
-                }
                 return Ok(MachineChoices {
                     path,
-                    enabled,
-                    seeded: true,
+                    ..MachineChoices::default()
                 });
             }
             other => other.with_context(|| format!("reading {}", path.display()))?,
         };
-        let enabled = parse_choices(&text).with_context(|| {
+        let (enabled, repository_disabled) = parse_choices(&text).with_context(|| {
             format!(
-                "{} is not a valid machine-choices file (expected {{\"enabled\": {{\"<module>\": true|false}}}})",
+                "{} is not a valid machine-choices file (expected {{\"enabled\": {{\"<module>\": true|false}}, \"repository_disabled\": [\"<module>\", ...]}})",
                 path.display()
             )
         })?;
         Ok(MachineChoices {
             path,
             enabled,
-            seeded: false,
+            repository_disabled,
         })
     }
 
-    /// Modules the machine disabled: they are held.
-    pub fn holds(&self) -> BTreeSet<String> {
-        self.enabled
+    /// Modules held on this machine: those it disabled, and every installed module whose copy
+    /// says `enabled: false` without that being recorded as the repository's.
+    pub fn holds(&self, layout: &Layout) -> Result<BTreeSet<String>> {
+        let mut out: BTreeSet<String> = self
+            .enabled
             .iter()
             .filter(|(_, on)| !**on)
             .map(|(n, _)| n.clone())
-            .collect()
+            .collect();
+        for (name, index) in module::installed(&layout.modules())? {
+            if let Ok(m) = index {
+                if !m.enabled && !self.repository_disabled.contains(&name) {
+                    out.insert(name);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// After a sync: records, for each module just installed, whether its `enabled: false`
+    /// is the repository's (the machine did not choose `false`). Saves when anything changed.
+    pub fn note_installed(&mut self, layout: &Layout, names: &[&str]) -> Result<()> {
+        let mut changed = false;
+        for name in names {
+            let Ok(m) = module::ModuleIndex::load(&layout.module(name)) else {
+                continue;
+            };
+            let repository_false = !m.enabled && self.enabled.get(*name) != Some(&false);
+            changed |= if repository_false {
+                self.repository_disabled.insert(name.to_string())
+            } else {
+                self.repository_disabled.remove(*name)
+            };
+        }
+        if changed {
+            self.save()?;
+        }
+        Ok(())
     }
 
     /// Writes the file atomically.
@@ -90,20 +115,30 @@ impl MachineChoices {
             .collect();
         let mut doc = Map::new();
         doc.insert("enabled".into(), Value::Object(enabled));
-        fs::write_json_atomic(&self.path, &Value::Object(doc))?;
-        self.seeded = false;
-        Ok(())
+        doc.insert(
+            "repository_disabled".into(),
+            Value::Array(
+                self.repository_disabled
+                    .iter()
+                    .map(|n| Value::String(n.clone()))
+                    .collect(),
+            ),
+        );
+        fs::write_json_atomic(&self.path, &Value::Object(doc))
     }
 
     /// Records that the machine set module `name` to `enabled`, and saves.
     pub fn record(layout: &Layout, name: &str, enabled: bool) -> Result<()> {
         let mut choices = MachineChoices::load(layout)?;
         choices.enabled.insert(name.to_string(), enabled);
+        choices.repository_disabled.remove(name);
         choices.save()
     }
 }
 
-fn parse_choices(text: &str) -> Result<BTreeMap<String, bool>> {
+type Choices = (BTreeMap<String, bool>, BTreeSet<String>);
+
+fn parse_choices(text: &str) -> Result<Choices> {
     let value: Value = serde_json::from_str(text)?;
     let Some(Value::Object(map)) = value.get("enabled") else {
         bail!("`enabled` is missing or not an object");
@@ -118,7 +153,22 @@ fn parse_choices(text: &str) -> Result<BTreeMap<String, bool>> {
             other => bail!("`enabled.{name}` must be true or false, not {other}"),
         };
     }
-    Ok(out)
+    let mut repository_disabled = BTreeSet::new();
+    match value.get("repository_disabled") {
+        None => {}
+        Some(Value::Array(names)) => {
+            for n in names {
+                match n.as_str() {
+                    Some(name) if module::valid_name(name) => {
+                        repository_disabled.insert(name.to_string());
+                    }
+                    _ => bail!("`repository_disabled` holds {n}, which is not a module name"),
+                }
+            }
+        }
+        Some(other) => bail!("`repository_disabled` must be a list of module names, not {other}"),
+    }
+    Ok((out, repository_disabled))
 }
 
 /// Text from the repository or the machine with control characters escaped, for log lines.
