@@ -145,10 +145,14 @@ pub fn examine(cfg: &Config) -> Vec<Finding> {
             .lines()
             .find_map(|l| l.strip_prefix("error: "))
             .unwrap_or("unknown");
+        let installed = reason
+            .lines()
+            .find_map(|l| l.strip_prefix("installed: "))
+            .unwrap_or("unknown");
         out.push(finding(
             format!(
                 "the repair of an interrupted update of module {module} could not be finished ({error}); \
-                 what it left is kept in quarantine at {}",
+                 what it left is kept in quarantine at {}; installed now: {installed}",
                 dir.display()
             ),
             format!(

@@ -483,7 +483,7 @@ fn run_job(ctx: &RunContext, job: &Job) -> ChildReport {
         timeout,
         log_file: &log_file,
         python: &ctx.python,
-        pgid_file: None,
+        pgid_file: Some(&crate::transaction::pgid_file(ctx.layout, name)),
     });
     match outcome {
         Ok(o) if o.success => finish(LegacyResult::Applied, None),

@@ -293,8 +293,17 @@ pub fn quarantine(
             fs::rename(from, &dir.join(to))?;
         }
     }
+    let new_installed = entry.new_ino.is_some() && inode(&layout.module(name)) == entry.new_ino;
+    let installed = if new_installed {
+        format!(
+            "the new, uncommitted copy of version {} (the copy from before the update is tree/ here)",
+            entry.version
+        )
+    } else {
+        "the copy from before the update".to_string()
+    };
     let reason = format!(
-        "module: {name}\nerror: {why:#}\njournal entry: {}\n",
+        "module: {name}\nerror: {why:#}\ninstalled: {installed}\njournal entry: {}\n",
         serde_json::to_string(entry).unwrap_or_default()
     );
     fs::write_atomic(&dir.join("reason.txt"), reason.as_bytes())?;

@@ -725,7 +725,7 @@ fn fuzz_state(rng: &mut Rng, f: &mut Fuzz) {
 fn reference_valid_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.len() <= 255
+        && b.len() <= 128 // SPEC §3
         && b[0].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
