@@ -181,8 +181,13 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
     let installed = GlobalIndex::load(&layout.index())?;
     let mut state = State::load(&layout.state_file())?;
     let choices = crate::preserve::MachineChoices::load(layout)?;
-    let (synced, mut plan) =
-        sync_and_plan(cfg, layout, installed.as_ref(), &state, choices.holds(layout)?)?;
+    let (synced, mut plan) = sync_and_plan(
+        cfg,
+        layout,
+        installed.as_ref(),
+        &state,
+        choices.holds(layout)?,
+    )?;
     let framework = crate::framework::step(
         layout,
         &synced.path,
