@@ -69,7 +69,9 @@ cleanup() { [ "${KEEP:-0}" = 1 ] || rm -rf "$work"; }
 trap cleanup EXIT INT TERM
 
 # 1. The repository at COMMIT, on a branch of its own, in a scratch clone.
-git clone -q --no-checkout "$checkout" "$work/src"
+# (A checkout owned by another user is refused by git's safe.directory check, in upload-pack too.)
+git -c safe.directory='*' clone -q --no-checkout --upload-pack="git -c safe.directory='*' upload-pack" \
+    "$checkout" "$work/src"
 sha=$(git -C "$work/src" rev-parse --verify "$commit^{commit}") || { echo "run-real: no commit $commit in $checkout" >&2; exit 2; }
 git -C "$work/src" checkout -q -b updater-run-real "$sha"
 root="$work/root/updates"
