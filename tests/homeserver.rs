@@ -26,7 +26,8 @@ use serde_json::{json, Value};
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-/// The enabled modules a sync with `--run enabled` runs when `gogs` is the active git service.
+/// The modules a sync with `--run enabled` runs: every enabled one (zoxide ships disabled), minus
+/// those the machine disabled, with `group_winner` the only member of the git group.
 fn expected_runners(group_winner: &str, machine_disabled: &[&str]) -> Vec<&'static str> {
     MODULES
         .iter()

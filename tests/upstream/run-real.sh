@@ -13,7 +13,9 @@
 # lets every module import for real (framework, `updates.*`, third-party packages), records which
 # module files executed and under which package name, and replaces each module's `main` with a stub
 # that records its `args` and returns {"success": true} -- the real `main` never runs, so nothing
-# on this machine is touched. A fake `systemctl` first on updater's PATH answers the group probe
+# on this machine is touched (the interpreter is also given as UPDATER_PYTHON, and a module that ran
+# without the hook seeing it is reported as a SANDBOX BREACH; running as non-root is the backstop).
+# A fake `systemctl` first on updater's PATH answers the group probe
 # (`is-active`) from $ACTIVE_SERVICES (default: gogs) and records every call.
 #
 # Prints one line per module: imported yes/no (and as which package), reached main yes/no (with
@@ -47,6 +49,7 @@ if [ "$(id -u)" = 0 ]; then
     set +e
     runuser -u "$run_as" -- env PATH="$PATH" HOME="$stage" TMPDIR="${TMPDIR:-/tmp}" \
         UPDATER_BIN="$updater" ${REAL_PYTHON:+REAL_PYTHON="$REAL_PYTHON"} \
+        ${UPDATER_NO_FORKSERVER:+UPDATER_NO_FORKSERVER="$UPDATER_NO_FORKSERVER"} \
         ACTIVE_SERVICES="${ACTIVE_SERVICES:-gogs}" KEEP="${KEEP:-0}" \
         sh "$here/run-real.sh" "$stage/src" "$sha"
     rc=$?
@@ -66,7 +69,9 @@ cleanup() { [ "${KEEP:-0}" = 1 ] || rm -rf "$work"; }
 trap cleanup EXIT INT TERM
 
 # 1. The repository at COMMIT, on a branch of its own, in a scratch clone.
-git clone -q --no-checkout "$checkout" "$work/src"
+# (A checkout owned by another user is refused by git's safe.directory check, in upload-pack too.)
+git -c safe.directory='*' clone -q --no-checkout --upload-pack="git -c safe.directory='*' upload-pack" \
+    "$checkout" "$work/src"
 sha=$(git -C "$work/src" rev-parse --verify "$commit^{commit}") || { echo "run-real: no commit $commit in $checkout" >&2; exit 2; }
 git -C "$work/src" checkout -q -b updater-run-real "$sha"
 root="$work/root/updates"
@@ -181,7 +186,9 @@ EOF
 
 # 5. Run.
 run_updater() {
-    PATH="$work/bin:$PATH" "$updater" --modules-path "$root" --repo-url "$work/src" \
+    # UPDATER_PYTHON too: a code path that ignores --python still gets the sandboxed interpreter.
+    PATH="$work/bin:$PATH" UPDATER_PYTHON="$work/sandbox/python3" \
+        "$updater" --modules-path "$root" --repo-url "$work/src" \
         --branch updater-run-real --python "$work/sandbox/python3" "$@"
 }
 echo "run-real: $(git -C "$work/src" log -1 --format='%h %ad %s' --date=short) -> $root"
@@ -257,6 +264,12 @@ for phase, rec_file, doc_file in (("sync", "record.sync.jsonl", "sync.json"), ("
         print(f"   {name:<16} imported={imported:<38} main={reached:<13} "
               f"decision={row.get('decision')} result={result}" + (f" error={err}" if err else ""))
         if phase == "sync" and not mains and result not in ("standby", "held"):
+            ok = False
+        # An entry that ran without the hook seeing its module: the sandbox did not hold (the real
+        # main may have run, as this non-root user).
+        ran = result in ("applied", "failed", "rolled_back") or (phase == "check" and "content_update" in row)
+        if ran and not (imp or fail or mains) and not err:
+            print(f"   !! SANDBOX BREACH: {name} ran under updater but the hook never saw it")
             ok = False
     if phase == "sync" and sync_code != 0:
         ok = False
