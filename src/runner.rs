@@ -2796,10 +2796,24 @@ mod tests {
             Duration::from_secs(3)
         ));
 
-        // The next run finds it dead, runs in a fresh interpreter, and retires it.
-        force_path(None);
+        // The next run (wanting the fork-server, whatever UPDATER_NO_FORKSERVER says) finds it
+        // dead, runs in a fresh interpreter, and retires it.
+        force_path(Some(PythonPath::ForkServer));
         USED_PATH.with(|used| used.set(None));
-        let outcome = run_env(&registry, &f, &program, &[], &[], Duration::from_secs(30));
+        let outcome = run_in(
+            &registry,
+            &RunSpec {
+                module: "demo",
+                module_dir: &f.dir,
+                program: &program,
+                args: Some(&[]),
+                env: &[],
+                timeout: Duration::from_secs(30),
+                log_file: &f.log,
+                python: Path::new("python3"),
+            },
+        )
+        .expect("run");
         assert_success(&outcome, &f);
         assert_eq!(used_path(), Some(PythonPath::Fresh));
         assert!(registry.server_pids().is_empty());
