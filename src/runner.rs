@@ -31,9 +31,9 @@
 //! variables or a version-manager file could make a fresh interpreter differ), the run uses a fresh
 //! interpreter; `UPDATER_NO_FORKSERVER=1` makes every run do so.
 //!
-//! Concurrent runs from several threads are independent (std creates every pipe close-on-exec, so
-//! one module's child never holds another's output); the only process-global state is the set of
-//! fork-servers, which serve concurrent runs.
+//! Concurrent runs from several threads are independent (std opens every file and pipe
+//! close-on-exec, so one module's child never holds another's log file or verdict); the only
+//! process-global state is the set of fork-servers, which serve concurrent runs.
 
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
@@ -2786,7 +2786,7 @@ mod tests {
         assert_eq!(pids.len(), 1);
         let first = pids[0];
 
-        // Killed while a module runs: the run ends when the module does, by its verdict line.
+        // Killed while a module runs: the run ends when the module does, by its verdict file.
         let outcome = thread::scope(|scope| {
             let running = scope.spawn(|| {
                 force_path(Some(PythonPath::ForkServer));
@@ -2812,10 +2812,24 @@ mod tests {
             Duration::from_secs(3)
         ));
 
-        // The next run finds it dead, runs in a fresh interpreter, and retires it.
-        force_path(None);
+        // The next run (wanting the fork-server, whatever UPDATER_NO_FORKSERVER says) finds it
+        // dead, runs in a fresh interpreter, and retires it.
+        force_path(Some(PythonPath::ForkServer));
         USED_PATH.with(|used| used.set(None));
-        let outcome = run_env(&registry, &f, &program, &[], &[], Duration::from_secs(30));
+        let outcome = run_in(
+            &registry,
+            &RunSpec {
+                module: "demo",
+                module_dir: &f.dir,
+                program: &program,
+                args: Some(&[]),
+                env: &[],
+                timeout: Duration::from_secs(30),
+                log_file: &f.log,
+                python: Path::new("python3"),
+            },
+        )
+        .expect("run");
         assert_success(&outcome, &f);
         assert_eq!(used_path(), Some(PythonPath::Fresh));
         assert!(registry.server_pids().is_empty());
