@@ -153,7 +153,21 @@ def _import_updates(root):
         if exc.name != "updates":
             raise
         importlib.import_module("updates")
+    # `python3 -m updates.index` then finds `updates.index` and runs it, which imports
+    # `updates.utils` first (index.py's own `from .utils import ...`): only in that order does
+    # today's upstream import, since `updates.utils` imports `updates.index` back. Do the same,
+    # so that a module's `from updates.index import log_message` finds both already loaded.
+    for name in ("updates.utils", "updates.index"):
+        if _has_submodule(root, name.split(".")[1]):
+            importlib.import_module(name)
     importlib.import_module("updates.modules")
+
+
+def _has_submodule(root, name):
+    """Whether the install root holds module or package `name` (`name.py` or `name/`)."""
+    return os.path.isfile(os.path.join(root, name + ".py")) or os.path.isdir(
+        os.path.join(root, name)
+    )
 
 
 def _load_file(package_name, module_dir, entry):

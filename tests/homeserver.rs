@@ -353,19 +353,16 @@ fn fixture_framework_has_upstreams_circular_import_and_imports_every_module_unde
 // sync with --run enabled
 
 #[test]
-#[ignore = "needs the SPEC §10 merge; cargo test --test homeserver -- --include-ignored"]
 fn sync_run_enabled_into_a_root_named_updates_runs_every_main_in_order_in_its_package() {
     fresh_sync_case(&HsRoot::named("updates"));
 }
 
 #[test]
-#[ignore = "needs the SPEC §10 merge; cargo test --test homeserver -- --include-ignored"]
 fn sync_run_enabled_into_a_root_not_named_updates_still_imports_it_as_updates() {
     fresh_sync_case(&HsRoot::named("hs-lib.not-updates"));
 }
 
 #[test]
-#[ignore = "needs the SPEC §10 merge; cargo test --test homeserver -- --include-ignored"]
 fn group_runs_only_the_active_implementation_and_reports_the_other_as_standby() {
     let root = HsRoot::named("updates");
     let repo = homeserver_repo();
@@ -393,7 +390,6 @@ fn group_runs_only_the_active_implementation_and_reports_the_other_as_standby() 
 }
 
 #[test]
-#[ignore = "needs the SPEC §10 merge; cargo test --test homeserver -- --include-ignored"]
 fn group_with_no_active_implementation_runs_neither_and_warns_without_failing() {
     let root = HsRoot::named("updates");
     let repo = homeserver_repo();
@@ -423,7 +419,6 @@ fn group_with_no_active_implementation_runs_neither_and_warns_without_failing() 
 }
 
 #[test]
-#[ignore = "needs the SPEC §10 merge; cargo test --test homeserver -- --include-ignored"]
 fn machine_local_values_survive_an_update_and_a_machine_disabled_module_does_not_run() {
     let root = HsRoot::named("updates");
     let repo = homeserver_repo();
@@ -531,7 +526,6 @@ fn machine_local_values_survive_an_update_and_a_machine_disabled_module_does_not
 // check with --run enabled
 
 #[test]
-#[ignore = "needs the SPEC §10 merge; cargo test --test homeserver -- --include-ignored"]
 fn check_run_enabled_calls_main_check_of_the_enabled_check_modules_and_nothing_else() {
     let root = HsRoot::named("updates");
     let repo = homeserver_repo();
@@ -588,7 +582,6 @@ fn repo_with_atuin_main(body: &str) -> UpdatesRepo {
 }
 
 #[test]
-#[ignore = "needs the SPEC §10 merge; cargo test --test homeserver -- --include-ignored"]
 fn main_returning_exactly_false_is_run_once_more_and_then_counts() {
     // Returns False on its first call in a run, then success: applied after two calls.
     let repo = repo_with_atuin_main(
@@ -635,7 +628,6 @@ fn main_returning_exactly_false_is_run_once_more_and_then_counts() {
 }
 
 #[test]
-#[ignore = "needs the SPEC §10 merge; cargo test --test homeserver -- --include-ignored"]
 fn verdict_lookalikes_in_module_output_do_not_change_the_result() {
     // A main that prints what a verdict might look like on both streams, then fails.
     let repo = repo_with_atuin_main(
