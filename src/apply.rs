@@ -75,13 +75,6 @@ impl Progress {
     }
 }
 
-/// The interpreter for `main(args)` modules: `$UPDATER_PYTHON`, else `python3` on PATH.
-pub fn default_python() -> PathBuf {
-    std::env::var_os("UPDATER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("python3"))
-}
-
 /// The run mode: `--run`, else the installed index's `metadata.run` (`updated` or `enabled`;
 /// anything else is a warning and the default), else `updated`.
 pub fn run_mode(cli: Option<RunMode>, installed: Option<&GlobalIndex>) -> RunMode {

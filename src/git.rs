@@ -375,6 +375,7 @@ fn update_existing(
         // The default clone of the previous version: updater's own, marked now.
         mark_managed(&repo, local).map_err(SyncFailure::Local)?;
     }
+    clear_stale_locks(repo.path()).map_err(SyncFailure::Local)?;
     // Follow a changed --repo-url.
     let current = repo
         .find_remote(REMOTE)
@@ -391,6 +392,39 @@ fn update_existing(
         }
     }
     fetch_and_reset(&repo, url, branch, local, opts)
+}
+
+/// Removes the `*.lock` files a killed git operation left in the clone's git directory (its top
+/// level, e.g. `shallow.lock`, `index.lock`, and under `refs/`). Only updater works in its own
+/// clone, and only under the run lock, so any lock found here is stale; left in place it would
+/// fail every later fetch.
+fn clear_stale_locks(git_dir: &Path) -> Result<()> {
+    fn visit(dir: &Path, recurse: bool) -> Result<()> {
+        for name in fs::list_dir(dir)? {
+            let path = dir.join(&name);
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(_) => continue,
+            };
+            if meta.is_file() && name.to_string_lossy().ends_with(".lock") {
+                log::warn!(
+                    "Removing {}, left by an interrupted git operation",
+                    path.display()
+                );
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            } else if recurse && meta.is_dir() {
+                visit(&path, true)?;
+            }
+        }
+        Ok(())
+    }
+    visit(git_dir, false)?;
+    let refs = git_dir.join("refs");
+    if refs.is_dir() {
+        visit(&refs, true)?;
+    }
+    Ok(())
 }
 
 fn fresh_clone(

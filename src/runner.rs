@@ -2827,6 +2827,7 @@ mod tests {
                 timeout: Duration::from_secs(30),
                 log_file: &f.log,
                 python: Path::new("python3"),
+                pgid_file: None,
             },
         )
         .expect("run");

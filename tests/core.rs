@@ -337,6 +337,41 @@ fn a_broken_default_clone_is_cloned_again() {
     assert_code(&go(updater(&root, &repo), &["doctor"]), 0);
 }
 
+#[test]
+fn lock_files_a_killed_git_operation_left_in_the_clone_do_not_block_the_next_sync() {
+    let repo = UpdatesRepo::with_modules(1);
+    let root = InstallRoot::new();
+    assert_code(&go(updater(&root, &repo), &["sync"]), 0);
+    let git_dir = root.clone_dir().join(".git");
+    let stale = [
+        git_dir.join("index.lock"),
+        git_dir.join("shallow.lock"),
+        git_dir.join("refs").join("heads").join("stale.lock"),
+    ];
+    for p in &stale {
+        fs::write(p, "").unwrap();
+    }
+    repo.add_module("later", "1.0.0");
+    repo.commit("a new module");
+    let out = go(updater(&root, &repo), &["sync"]);
+    assert_code(&out, 0);
+    let text = format!(
+        "{}{}",
+        stdout_of(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("cloning it again"), "{}", dump(&out));
+    assert!(
+        text.contains("left by an interrupted git operation"),
+        "{}",
+        dump(&out)
+    );
+    for p in &stale {
+        assert!(!p.exists(), "{} is still there", p.display());
+    }
+    assert!(root.module_dir("later").is_dir(), "{}", dump(&out));
+}
+
 /// Paths under `dir` (directories and files, not symlinks) that other users may write to.
 fn group_or_world_writable(dir: &Path) -> Vec<String> {
     let mut bad = Vec::new();
