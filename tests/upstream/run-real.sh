@@ -22,11 +22,13 @@
 # its args), updater's result and error; then the same for `updater check --run enabled`
 # (which should call main(["--check"]) of the check modules). Exit status 0 when every module
 # imported and reached main, or was legitimately not run (standby, held); else 1.
-# KEEP=1 keeps the scratch directory (its path is printed).
+# KEEP=1 keeps the scratch directory (its path is printed). ENABLE_DISABLED=1 then enables, on the
+# scratch machine, every module the repository ships with `enabled: false` and syncs again, so that
+# those modules are shown to import and reach main too.
 set -eu
 
 usage() {
-    echo "usage: $0 CHECKOUT [COMMIT]   (env: UPDATER_BIN, REAL_PYTHON, ACTIVE_SERVICES, KEEP)" >&2
+    echo "usage: $0 CHECKOUT [COMMIT]   (env: UPDATER_BIN, REAL_PYTHON, ACTIVE_SERVICES, KEEP, ENABLE_DISABLED)" >&2
     exit 2
 }
 [ $# -ge 1 ] && [ $# -le 2 ] || usage
@@ -195,6 +197,17 @@ echo "run-real: $(git -C "$work/src" log -1 --format='%h %ad %s' --date=short) -
 set +e
 run_updater sync --run enabled --json > "$work/sync.json" 2> "$work/sync.log"
 sync_code=$?
+if [ "${ENABLE_DISABLED:-0}" = 1 ]; then
+    # Also prove that the modules the repository ships disabled import and reach main: enable
+    # them on this machine (`updater enable`) and sync again (they run under --run enabled).
+    for idx in "$root"/modules/*/index.json; do
+        if "$real_python" -c 'import json, sys; sys.exit(0 if json.load(open(sys.argv[1])).get("metadata", {}).get("enabled") is False else 1)' "$idx"; then
+            run_updater enable "$(basename "$(dirname "$idx")")" >> "$work/sync.log" 2>&1
+        fi
+    done
+    run_updater sync --run enabled --json > "$work/sync.json" 2>> "$work/sync.log"
+    sync_code=$?
+fi
 : > "$work/record.sync.jsonl"
 [ -f "$work/record.jsonl" ] && mv "$work/record.jsonl" "$work/record.sync.jsonl"
 run_updater check --run enabled --json > "$work/check.json" 2> "$work/check.log"
@@ -258,6 +271,17 @@ for phase, rec_file, doc_file in (("sync", "record.sync.jsonl", "sync.json"), ("
         if phase == "check" and not (imp or fail or mains) and name not in CHECK_MODULES:
             continue
         result = row.get("result")
+        # A module whose installed index says `enabled: false` (as the repository shipped it) is
+        # installed and not run (SPEC §3): nothing to reach.
+        try:
+            with open(os.path.join(work, "root", "updates", "modules", name, "index.json")) as f:
+                shipped_disabled = json.load(f).get("metadata", {}).get("enabled") is False
+        except (OSError, ValueError, AttributeError):
+            shipped_disabled = False
+        if shipped_disabled and not (imp or fail or mains):
+            print(f"   {name:<16} installed, not run: its index says enabled: false "
+                  f"(decision={row.get('decision')} result={result})")
+            continue
         imported = "yes (as %s)" % min((r["as"] for r in imp), key=len) if imp and not fail else "no"
         reached = "yes %s" % json.dumps([r["args"] for r in mains]) if mains else "no"
         err = row.get("error") or (fail[0]["error"] if fail else None)
