@@ -321,6 +321,27 @@ fn repository_disabled_module_is_installed_not_run_and_released_by_a_later_true(
 }
 
 #[test]
+fn an_installed_index_set_to_enabled_false_by_hand_holds_the_module() {
+    // After a first sync, an operator edits the installed
+    // index.json by hand (or a machine came from the Python orchestrator): that `false` is the
+    // machine's, so the module is held, not updated and not run.
+    let repo = UpdatesRepo::with_modules(1);
+    let root = InstallRoot::new();
+    assert_code(&sync(&root, &repo, &[]), 0);
+    root.set_installed_metadata("m00", "enabled", json!(false));
+    repo.set_version("m00", "2.0.0");
+    repo.commit("m00 2.0.0");
+    let out = sync(&root, &repo, &["--json", "--run", "enabled"]);
+    assert_code(&out, 0);
+    assert_eq!(decision(&json_of(&out), "m00"), "held");
+    assert_eq!(
+        root.read_module_index("m00")["metadata"]["schema_version"],
+        "1.0.0"
+    );
+    assert_eq!(root.runs(), ["m00 ->1.0.0"]);
+}
+
+#[test]
 fn machine_disable_holds_against_the_repositorys_true_until_enable() {
     let repo = UpdatesRepo::with_modules(1);
     let root = InstallRoot::new();
