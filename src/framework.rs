@@ -485,8 +485,30 @@ fn remove_journal(layout: &Layout) -> Result<()> {
     fs::sync_parent(&p)
 }
 
+/// The journal of an install by the earlier symlink design (`gen-<N>/`, `current`, links),
+/// left by a crash before updater was upgraded: repaired the way that design did.
+#[derive(Debug, Clone, Deserialize)]
+struct EarlierJournal {
+    step: Step,
+    new_gen: String,
+    old_gen: Option<String>,
+    displaced: String,
+    entries: Vec<String>,
+    #[serde(default)]
+    moved: Vec<String>,
+    #[serde(default)]
+    links_created: Vec<String>,
+    version: Option<String>,
+}
+
+/// A framework journal on disk.
+enum Pending {
+    Now(Journal),
+    Earlier(EarlierJournal),
+}
+
 /// Reads the framework journal; names in it become paths, so every one is validated.
-fn load_journal(layout: &Layout) -> Result<Option<Journal>> {
+fn load_journal(layout: &Layout) -> Result<Option<Pending>> {
     let p = journal_path(layout);
     let text = match std::fs::read_to_string(&p) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -498,7 +520,27 @@ fn load_journal(layout: &Layout) -> Result<Option<Journal>> {
             p.display()
         )
     };
-    let j: Journal = serde_json::from_str(&text).with_context(corrupt)?;
+    let doc: Value = serde_json::from_str(&text).with_context(corrupt)?;
+    if doc.get("new_gen").is_some() {
+        let j: EarlierJournal = serde_json::from_value(doc).with_context(corrupt)?;
+        let gens_ok = gen_number(&j.new_gen, "gen-").is_some()
+            && j.old_gen
+                .as_deref()
+                .is_none_or(|g| gen_number(g, "gen-").is_some())
+            && gen_number(&j.displaced, "displaced-").is_some();
+        let names_ok = j
+            .entries
+            .iter()
+            .chain(&j.moved)
+            .chain(&j.links_created)
+            .all(|n| validate_entry(n).is_ok_and(|v| &v == n));
+        if !gens_ok || !names_ok {
+            return Err(anyhow::anyhow!("a name in it is not a framework name"))
+                .with_context(corrupt);
+        }
+        return Ok(Some(Pending::Earlier(j)));
+    }
+    let j: Journal = serde_json::from_value(doc).with_context(corrupt)?;
     let names_ok = j
         .entries
         .iter()
@@ -515,7 +557,7 @@ fn load_journal(layout: &Layout) -> Result<Option<Journal>> {
         ))
         .with_context(corrupt);
     }
-    Ok(Some(j))
+    Ok(Some(Pending::Now(j)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -982,8 +1024,13 @@ pub fn recover(layout: &Layout) -> Result<()> {
             fs::remove_all(&layout.framework().join(name))?;
         }
     }
-    let Some(j) = load_journal(layout)? else {
-        return Ok(());
+    let j = match load_journal(layout)? {
+        None => return Ok(()),
+        Some(Pending::Earlier(j)) => {
+            fault::point("framework_recovering", ROW_NAME);
+            return undo_earlier(layout, &j);
+        }
+        Some(Pending::Now(j)) => j,
     };
     fault::point("framework_recovering", ROW_NAME);
     if j.step == Step::Committed {
@@ -997,14 +1044,86 @@ pub fn recover(layout: &Layout) -> Result<()> {
     Ok(())
 }
 
+/// Repairs an install the earlier symlink design left interrupted. Committed: `current` names
+/// the new generation, so only the journal goes (the installed index takes its version; the next
+/// sync turns the links into real files). Not committed: `current` back to the old generation,
+/// the files it moved aside back at the root, its new links and generation removed, as that
+/// design did. Idempotent.
+fn undo_earlier(layout: &Layout, j: &EarlierJournal) -> Result<()> {
+    let dir = layout.framework();
+    if j.step == Step::Committed {
+        if let Some(v) = &j.version {
+            set_installed_schema(layout, v)?;
+        }
+        remove_journal(layout)?;
+        log::warn!(
+            "Completed the interrupted commit of the framework files (earlier symlink layout)"
+        );
+        return Ok(());
+    }
+    let current = dir.join("current");
+    let now = std::fs::read_link(&current).ok();
+    if now.as_deref() == Some(Path::new(&j.new_gen)) {
+        match &j.old_gen {
+            Some(old) => fs::symlink_atomic(Path::new(old), &current)?,
+            None => {
+                fs::remove_all(&current)?;
+                fs::sync_path(&dir)?;
+            }
+        }
+    }
+    let displaced = dir.join(&j.displaced);
+    for name in &j.moved {
+        let kept = displaced.join(name);
+        let at = layout.root.join(name);
+        if !fs::exists_no_follow(&kept) {
+            continue;
+        }
+        if is_legacy_link(layout, name) {
+            fs::remove_all(&at)?;
+        }
+        if fs::exists_no_follow(&at) {
+            log::error!(
+                "cannot put {} back: {} exists; it stays in {}",
+                name,
+                at.display(),
+                kept.display()
+            );
+            continue;
+        }
+        fs::rename_noreplace(&kept, &at)?;
+    }
+    for name in &j.links_created {
+        if is_legacy_link(layout, name) {
+            fs::remove_all(&layout.root.join(name))?;
+        }
+    }
+    fs::sync_path(&layout.root)?;
+    fs::remove_all(&dir.join(&j.new_gen))?;
+    if fs::list_dir(&displaced)?.is_empty() {
+        fs::remove_all(&displaced)?;
+    }
+    fs::sync_path(&dir)?;
+    remove_journal(layout)?;
+    log::warn!("Repaired the interrupted framework update (earlier symlink layout): the previous framework files are back; it will be retried");
+    Ok(())
+}
+
 /// What a repair would do (for check).
 pub fn pending(layout: &Layout) -> Result<Vec<String>> {
     Ok(match load_journal(layout)? {
         None => Vec::new(),
-        Some(j) if j.step == Step::Committed => {
+        Some(Pending::Earlier(j)) if j.step == Step::Committed => {
+            vec!["framework: an interrupted commit (earlier symlink layout) will be completed".to_string()]
+        }
+        Some(Pending::Earlier(j)) => vec![format!(
+            "framework: an interrupted update to {} (earlier symlink layout) will be rolled back and retried",
+            j.version.as_deref().unwrap_or("a new version")
+        )],
+        Some(Pending::Now(j)) if j.step == Step::Committed => {
             vec!["framework: an interrupted commit will be completed".to_string()]
         }
-        Some(j) => vec![format!(
+        Some(Pending::Now(j)) => vec![format!(
             "framework: an interrupted update to {} will be rolled back and retried",
             j.version.as_deref().unwrap_or("a new version")
         )],
@@ -1112,6 +1231,9 @@ mod tests {
             r#"{"step":"switching","n":1,"entries":["utils"],"switches":[{"name":"../x","kind":"create","old":null,"staged_id":[1,2],"old_id":null}],"version":null}"#,
             r#"{"step":"switching","n":1,"entries":["utils"],"switches":[{"name":"utils","kind":"replace","old":"ours","staged_id":[1,2],"old_id":null}],"version":null}"#,
             r#"{"step":"switching","n":0,"entries":[],"version":null}"#,
+            // The earlier symlink design's journal, validated as strictly.
+            r#"{"step":"switching","new_gen":"../../etc","old_gen":null,"displaced":"displaced-1","entries":[],"version":null}"#,
+            r#"{"step":"switching","new_gen":"gen-1","old_gen":null,"displaced":"displaced-1","entries":["utils"],"moved":["../x"],"version":null}"#,
             r#"{"step":"nope"}"#,
         ] {
             std::fs::write(journal_path(&layout), bad).unwrap();

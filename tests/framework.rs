@@ -1118,3 +1118,97 @@ fn shipped_homeserver_hooks_set_last_updated_then_restart_gunicorn_without_block
         .to_string_lossy()
         .starts_with(".tmp-")));
 }
+
+/// A crash of the earlier symlink design left its own journal behind (then updater was
+/// upgraded): the next run repairs it the way that design did (the old framework whole, the
+/// files it moved aside back), and the sync after installs the new framework as real files.
+#[test]
+fn an_interrupted_install_of_the_earlier_symlink_design_is_repaired_then_migrated() {
+    for python in [false, true] {
+        let label = format!("python {python}");
+        let repo = framework_repo("2.0.0");
+        let root = InstallRoot::new();
+        let fw = root.state_dir().join("framework");
+        let journal = fw.join("journal.json");
+        let staged = if python {
+            // Moving the Python orchestrator's files aside: __init__.py was moved and linked.
+            for (rel, text) in framework_files("1.0.0") {
+                root.write(rel, &text);
+            }
+            root.write_index(&json!({"metadata": {"schema_version": "1.0.0"}, "packages": {}}));
+            fs::create_dir_all(fw.join("displaced-1")).unwrap();
+            fs::rename(
+                root.path().join("__init__.py"),
+                fw.join("displaced-1/__init__.py"),
+            )
+            .unwrap();
+            std::os::unix::fs::symlink(
+                ".updater/framework/current/__init__.py",
+                root.path().join("__init__.py"),
+            )
+            .unwrap();
+            json!({"step": "switching", "new_gen": "gen-1", "old_gen": null,
+                   "displaced": "displaced-1", "entries": ENTRIES, "moved": ["__init__.py"],
+                   "links_created": [], "version": "2.0.0"})
+        } else {
+            // Updating gen-1 (1.0.0) to gen-2: `current` was switched, the commit not written.
+            write_symlink_layout(root.path(), "1.0.0");
+            fs::remove_file(fw.join("current")).unwrap();
+            std::os::unix::fs::symlink("gen-2", fw.join("current")).unwrap();
+            json!({"step": "switching", "new_gen": "gen-2", "old_gen": "gen-1",
+                   "displaced": "displaced-2", "entries": ENTRIES, "moved": [],
+                   "links_created": [], "version": "2.0.0"})
+        };
+        let new_gen = fw.join(staged["new_gen"].as_str().unwrap());
+        for (rel, text) in framework_files("2.0.0") {
+            let p = new_gen.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        fs::write(&journal, to_json(&staged)).unwrap();
+        let mut cmd = updater(&root, &repo);
+        cmd.arg("check");
+        let out = run(cmd);
+        assert!(
+            all_output(&out).contains("earlier symlink layout"),
+            "{label}\n{}",
+            dump(&out)
+        );
+        let mut cmd = updater(&root, &repo);
+        cmd.args(["enable", "m1"]);
+        let _ = run(cmd);
+        assert!(!journal.exists(), "{label}: not repaired");
+        assert!(
+            all_at(root.path(), "1.0.0"),
+            "{label}: {:?}",
+            versions_seen(root.path())
+        );
+        assert!(!new_gen.exists(), "{label}");
+        if python {
+            assert_real_files(root.path());
+        }
+        assert_code(&sync(&root, &repo, &[]), 0);
+        assert!(
+            all_at(root.path(), "2.0.0"),
+            "{label}: {:?}",
+            versions_seen(root.path())
+        );
+        assert_real_files(root.path());
+        assert_no_symlink_layout(root.path());
+        if python {
+            let kept = fs::read_dir(&fw)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("displaced-")
+                })
+                .any(|d| all_at(&d, "1.0.0"));
+            assert!(kept, "{label}: the Python files were not kept whole");
+        } else {
+            assert!(all_at(&fw.join("backup"), "1.0.0"), "{label}");
+        }
+    }
+}
