@@ -32,7 +32,7 @@
 //! its next sync: its links are exchanged for real files like any entry, the old generation's
 //! real files become `backup/`, and `current`, `previous` and `gen-*` are removed after the commit.
 //! A journal that design left (a crash before updater was upgraded) is repaired its own way first
-//! ([`EarlierJournal`]). While the installed framework is ahead of the repository (`local_ahead`)
+//! (`EarlierJournal`). While the installed framework is ahead of the repository (`local_ahead`)
 //! nothing is installed, so such links stay until the repository offers a framework update.
 
 use std::path::{Path, PathBuf};
