@@ -465,6 +465,24 @@ pub fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> Result<()> 
     sync_path(&dir)
 }
 
+/// Renames `from` to `to` only if `to` does not exist (Linux `renameat2(RENAME_NOREPLACE)`: an
+/// entry that appeared at `to` is never silently replaced), then syncs both parent directories.
+pub fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).with_context(|| {
+        format!(
+            "renaming {} to {} (renameat2 RENAME_NOREPLACE)",
+            from.display(),
+            to.display()
+        )
+    })?;
+    sync_parent(to)?;
+    if from.parent() != to.parent() {
+        sync_parent(from)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

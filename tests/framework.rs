@@ -88,7 +88,7 @@ fn installed_schema(root: &InstallRoot) -> Value {
 }
 
 #[test]
-fn fresh_install_installs_the_framework_as_links_before_any_module() {
+fn fresh_install_installs_the_framework_as_real_files_before_any_module() {
     let repo = framework_repo("1.0.0");
     let root = InstallRoot::new();
     let (doc, out) = sync_json(&root, &repo);
@@ -107,10 +107,12 @@ fn fresh_install_installs_the_framework_as_links_before_any_module() {
         "{:?}",
         versions_seen(root.path())
     );
-    for e in ENTRIES {
-        let target = fs::read_link(root.path().join(e)).unwrap();
-        assert_eq!(target, Path::new(".updater/framework/current").join(e));
-    }
+    assert_real_files(root.path());
+    let installed: Value = serde_json::from_str(
+        &fs::read_to_string(root.state_dir().join("framework/installed.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(installed["entries"], json!(ENTRIES), "{installed}");
     // The module ran with the framework already installed.
     assert_eq!(
         fs::read_to_string(root.path().join(".m1-saw")).unwrap(),
@@ -184,12 +186,11 @@ fn schema_bump_switches_every_framework_file_and_keeps_the_old_one_as_backup() {
         versions_seen(root.path())
     );
     assert!(root.path().join("utils/new.py").is_file());
-    let fw = root.state_dir().join("framework");
-    let previous = fs::read_link(fw.join("previous")).unwrap();
-    assert_eq!(
-        fs::read_to_string(fw.join(&previous).join("utils/x.py")).unwrap(),
-        "VALUE = \"1.0.0\"\n"
-    );
+    assert_real_files(root.path());
+    // The backup is the complete replaced version, as real files.
+    let backup = root.state_dir().join("framework/backup");
+    assert!(all_at(&backup, "1.0.0"), "{:?}", versions_seen(&backup));
+    assert!(!backup.join("utils/new.py").exists());
     let meta = &root.read_index()["metadata"];
     assert_eq!(meta["schema_version"], "2.0.0");
     assert_eq!(meta["channel"], "beta", "the machine's channel is kept");
@@ -219,7 +220,7 @@ fn a_missing_framework_file_triggers_a_reinstall_at_the_same_version() {
     let repo = framework_repo("1.0.0");
     let root = InstallRoot::new();
     assert_code(&sync(&root, &repo, &[]), 0);
-    fs::remove_file(root.path().join("utils")).unwrap();
+    fs::remove_dir_all(root.path().join("utils")).unwrap();
     let (doc, out) = sync_json(&root, &repo);
     assert_code(&out, 0);
     let row = framework_row(&doc);
@@ -275,9 +276,9 @@ fn the_repositorys_update_manager_is_never_installed_and_ours_replaces_a_foreign
         fs::read_to_string(root.state_dir().join("framework/replaced-updateManager.sh")).unwrap(),
         "#!/bin/bash\npython3 -m updates.index\n"
     );
-    // The framework generation does not hold the repository's wrapper either.
-    let fw = root.state_dir().join("framework/current");
-    assert!(!fw.join("updateManager.sh").exists());
+    // The framework unit does not hold the repository's wrapper either.
+    let installed = fs::read_to_string(root.state_dir().join("framework/installed.json")).unwrap();
+    assert!(!installed.contains("updateManager.sh"), "{installed}");
 
     // Ours, current: left alone (same inode). Ours, older: rewritten, not kept as foreign.
     use std::os::unix::fs::MetadataExt;
@@ -471,7 +472,11 @@ fn an_oversized_repository_index_is_refused_naming_the_file() {
 /// no module runs, and the row says `rolled_back`.
 #[test]
 fn a_failed_framework_install_is_rolled_back_and_no_module_runs() {
-    for point in ["framework_staged", "framework_linked", "framework_switched"] {
+    for point in [
+        "framework_staged",
+        "framework_before_last",
+        "framework_switched",
+    ] {
         let repo = framework_repo("2.0.0");
         let root = InstallRoot::new();
         root.write("__init__.py", "FRAMEWORK = \"1.0.0\"\n");
@@ -502,6 +507,7 @@ fn a_failed_framework_install_is_rolled_back_and_no_module_runs() {
         // The next run installs it.
         assert_code(&sync(&root, &repo, &[]), 0);
         assert!(all_at(root.path(), "2.0.0"), "{point}");
+        assert_real_files(root.path());
     }
 }
 
@@ -518,54 +524,124 @@ fn killed(out: &Output) -> bool {
     out.status.signal() == Some(9)
 }
 
+/// How the machine's framework looks before the update the kill tests interrupt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Before {
+    /// Installed by updater (real files).
+    Ours,
+    /// Real files of the Python orchestrator.
+    Python,
+    /// The earlier updater's symlink layout.
+    Links,
+}
+
+/// The framework files at `v` as the fixture writes them, (relative path, contents).
+fn framework_files(v: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("__init__.py", format!("FRAMEWORK = \"{v}\"\n")),
+        ("index.py", format!("VERSION = \"{v}\"\n")),
+        ("utils/__init__.py", String::new()),
+        ("utils/x.py", format!("VALUE = \"{v}\"\n")),
+        ("setup_venv.sh", format!("echo venv {v}\n")),
+        ("requirements.txt", format!("requests # {v}\n")),
+    ]
+}
+
+/// The layout of the earlier design at `v`: `.updater/framework/gen-1/` holds the files,
+/// `current → gen-1`, `previous → gen-0` (an older generation), and every root entry is a link
+/// `<name> → .updater/framework/current/<name>`.
+fn write_symlink_layout(root: &Path, v: &str) {
+    let fw = root.join(".updater/framework");
+    for (rel, text) in framework_files(v) {
+        let p = fw.join("gen-1").join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+    fs::create_dir_all(fw.join("gen-0/utils")).unwrap();
+    fs::write(fw.join("gen-0/utils/x.py"), "VALUE = \"0.9.0\"\n").unwrap();
+    std::os::unix::fs::symlink("gen-1", fw.join("current")).unwrap();
+    std::os::unix::fs::symlink("gen-0", fw.join("previous")).unwrap();
+    for e in ENTRIES {
+        std::os::unix::fs::symlink(
+            Path::new(".updater/framework/current").join(e),
+            root.join(e),
+        )
+        .unwrap();
+    }
+    fs::write(
+        root.join("index.json"),
+        to_json(&json!({"metadata": {"schema_version": v}, "packages": {}})),
+    )
+    .unwrap();
+}
+
+/// Every framework entry at the root is a real file or directory, not a symlink.
+fn assert_real_files(root: &Path) {
+    for e in ENTRIES {
+        let m = fs::symlink_metadata(root.join(e)).unwrap_or_else(|err| panic!("{e}: {err}"));
+        assert!(!m.file_type().is_symlink(), "{e} is a symlink");
+    }
+}
+
+/// Nothing is left of the earlier symlink layout.
+fn assert_no_symlink_layout(root: &Path) {
+    let fw = root.join(".updater/framework");
+    for name in ["current", "previous", "gen-0", "gen-1"] {
+        assert!(!exists_no_follow(&fw.join(name)), "{name} is left");
+    }
+}
+
+fn exists_no_follow(p: &Path) -> bool {
+    fs::symlink_metadata(p).is_ok()
+}
+
 /// Kills the real binary at every framework crash point, for an update from a framework we
-/// installed and for a migration from real files; after each kill the root holds the complete old
-/// or the complete new framework once repaired, and the next run converges to the new one.
+/// installed, for a migration from the Python orchestrator's real files and for a migration from
+/// the earlier symlink layout; after each kill the root holds the complete old or the complete
+/// new framework once repaired (never a mix), and the next run converges to the new one, as real
+/// files.
 #[test]
 fn a_kill_at_every_framework_step_is_repaired_to_a_whole_framework() {
-    for migrate in [false, true] {
+    for before in [Before::Ours, Before::Python, Before::Links] {
         for &point in updater::framework::POINTS {
-            // Recovery is killed below; nothing is moved aside unless there are real files.
-            if point == "framework_recovering" || (point == "framework_moved" && !migrate) {
+            // Recovery is killed below.
+            if point == "framework_recovering" {
                 continue;
             }
-            let label = format!("{point} (migrate: {migrate})");
+            let label = format!("{point} ({before:?})");
             let repo = framework_repo("1.0.0");
             let root = InstallRoot::new();
-            if migrate {
-                for (rel, text) in [
-                    ("__init__.py", "FRAMEWORK = \"1.0.0\"\n"),
-                    ("index.py", "VERSION = \"1.0.0\"\n"),
-                    ("utils/x.py", "VALUE = \"1.0.0\"\n"),
-                    ("setup_venv.sh", "echo venv 1.0.0\n"),
-                    ("requirements.txt", "requests # 1.0.0\n"),
-                ] {
-                    root.write(rel, text);
+            match before {
+                Before::Python => {
+                    for (rel, text) in framework_files("1.0.0") {
+                        root.write(rel, &text);
+                    }
+                    root.write_index(
+                        &json!({"metadata": {"schema_version": "1.0.0"}, "packages": {}}),
+                    );
                 }
-                root.write_index(&json!({"metadata": {"schema_version": "1.0.0"}, "packages": {}}));
-            } else {
-                assert_code(&sync(&root, &repo, &[]), 0);
+                Before::Links => write_symlink_layout(root.path(), "1.0.0"),
+                Before::Ours => assert_code(&sync(&root, &repo, &[]), 0),
             }
+            assert!(all_at(root.path(), "1.0.0"), "{label}: fixture");
             repo.write_framework("2.0.0");
             repo.commit("2.0.0");
             let out = crash_sync(&root, &repo, point);
             assert!(killed(&out), "{label}: not killed\n{}", dump(&out));
             let journal = root.state_dir().join("framework/journal.json");
-            // A crash before the commit step leaves the old framework readable, or (after the
-            // switch) the new one; never a mix.
             let seen = versions_seen(root.path());
             if !journal.exists() {
                 assert!(all_at(root.path(), "2.0.0"), "{label}: {seen:?}");
             }
             // Crash in the middle of the repair too, once.
-            if point == "framework_switched" {
+            if point == "framework_before_last" || point == "framework_committing" {
                 let out = crash_sync(&root, &repo, "framework_recovering");
                 assert!(killed(&out), "{label}: recovery not killed\n{}", dump(&out));
             }
             // A check reports the pending repair and changes nothing.
             let mut cmd = updater(&root, &repo);
             cmd.arg("check");
-            let before = snapshot(
+            let before_check = snapshot(
                 root.path(),
                 &[".updater/repo", ".updater/state.json", ".updater/lock"],
             );
@@ -582,18 +658,34 @@ fn a_kill_at_every_framework_step_is_repaired_to_a_whole_framework() {
                     root.path(),
                     &[".updater/repo", ".updater/state.json", ".updater/lock"]
                 ),
-                before,
+                before_check,
                 "{label}: check changed something"
             );
-            // The repair alone (a sync that dies right after it, before the framework step)
-            // leaves the whole old or the whole new framework.
+            // The repair alone (a writing command that repairs and does not sync) leaves the
+            // whole old or the whole new framework.
             let mut cmd = updater(&root, &repo);
             cmd.args(["enable", "m1"]);
             let _ = run(cmd);
+            assert!(!journal.exists(), "{label}: not repaired");
             let seen = versions_seen(root.path());
             assert!(
                 all_at(root.path(), "1.0.0") || all_at(root.path(), "2.0.0"),
                 "{label}: mixed framework after repair: {seen:?}"
+            );
+            // Rolled back: exactly the old entries, as they were (links stay links until the
+            // retry); finished: real files.
+            if all_at(root.path(), "2.0.0") {
+                assert_real_files(root.path());
+            }
+            assert!(
+                !fs::read_dir(root.state_dir().join("framework"))
+                    .unwrap()
+                    .any(|e| e
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("swap-")),
+                "{label}: a swap directory is left"
             );
             let out = sync(&root, &repo, &[]);
             assert_code(&out, 0);
@@ -602,25 +694,207 @@ fn a_kill_at_every_framework_step_is_repaired_to_a_whole_framework() {
                 "{label}: {:?}",
                 versions_seen(root.path())
             );
+            assert_real_files(root.path());
             assert!(!journal.exists(), "{label}");
             assert_eq!(installed_schema(&root), "2.0.0", "{label}");
-            if migrate {
-                let kept = fs::read_dir(root.state_dir().join("framework"))
-                    .unwrap()
-                    .map(|e| e.unwrap().path())
-                    .filter(|p| {
-                        p.file_name()
-                            .unwrap()
-                            .to_string_lossy()
-                            .starts_with("displaced-")
-                    })
-                    .any(|d| {
-                        fs::read_to_string(d.join("__init__.py")).is_ok_and(|t| t.contains("1.0.0"))
-                    });
-                assert!(kept, "{label}: the real files were not kept");
+            let fw = root.state_dir().join("framework");
+            match before {
+                Before::Python => {
+                    let kept = fs::read_dir(&fw)
+                        .unwrap()
+                        .map(|e| e.unwrap().path())
+                        .filter(|p| {
+                            p.file_name()
+                                .unwrap()
+                                .to_string_lossy()
+                                .starts_with("displaced-")
+                        })
+                        .any(|d| all_at(&d, "1.0.0"));
+                    assert!(kept, "{label}: the real files were not kept whole");
+                }
+                Before::Links | Before::Ours => {
+                    assert!(
+                        all_at(&fw.join("backup"), "1.0.0"),
+                        "{label}: backup {:?}",
+                        versions_seen(&fw.join("backup"))
+                    );
+                    assert_no_symlink_layout(root.path());
+                }
             }
         }
     }
+}
+
+/// The bug the real files fix: upstream's `utils/moduleUtils.py` finds the root config with
+/// `os.path.join(os.path.dirname(__file__), "..", "index.json")`. Through a symlinked `utils/`
+/// the kernel resolves that `..` in the link's target, under `.updater/`; with real files it is
+/// the install root's index.json. Checked from a root named `updates` imported as a package, for
+/// a fresh install and for a machine migrated from the earlier symlink layout.
+#[test]
+fn upstreams_root_config_path_from_utils_reads_the_install_roots_index() {
+    const ROOTCFG: &str = "import json, os\n\ndef path():\n    return os.path.join(os.path.dirname(__file__), \"..\", \"index.json\")\n\ndef channel():\n    with open(path()) as f:\n        return json.load(f)[\"metadata\"][\"channel\"]\n";
+    for migrate in [false, true] {
+        let repo = framework_repo("1.0.0");
+        repo.write("utils/rootcfg.py", ROOTCFG);
+        repo.commit("root config reader");
+        let root = InstallRoot::new();
+        let install = root.path().join("updates");
+        if migrate {
+            write_symlink_layout(&install, "1.0.0");
+            fs::write(
+                install.join(".updater/framework/gen-1/utils/rootcfg.py"),
+                ROOTCFG,
+            )
+            .unwrap();
+            // The bug as it was: the path leads under .updater/, where no index.json is.
+            let py = Command::new("python3")
+                .env("PYTHONPATH", root.path())
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .args([
+                    "-c",
+                    "import updates.utils.rootcfg as r, os; print(os.path.realpath(r.path()))",
+                ])
+                .output()
+                .unwrap();
+            assert!(py.status.success(), "{}", dump(&py));
+            assert!(
+                stdout_of(&py).contains("/.updater/framework/"),
+                "{}",
+                dump(&py)
+            );
+        }
+        let mut cmd = updater_env(&root);
+        cmd.arg("--modules-path")
+            .arg(&install)
+            .arg("--repo-url")
+            .arg(repo.url())
+            .args(["--json", "sync"]);
+        let out = run(cmd);
+        assert_code(&out, 0);
+        let row = framework_row(&json_of(&out));
+        assert_eq!(row["result"], "applied", "migrate {migrate}: {row}");
+        // The machine's own channel, only in the install root's index.json.
+        let index_path = install.join("index.json");
+        let mut index: Value =
+            serde_json::from_str(&fs::read_to_string(&index_path).unwrap()).unwrap();
+        index["metadata"]["channel"] = json!("machine-channel-marker");
+        fs::write(&index_path, to_json(&index)).unwrap();
+        let py = Command::new("python3")
+            .env("PYTHONPATH", root.path())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .args([
+                "-c",
+                "import updates.utils.rootcfg as r, os; print(os.path.realpath(r.path())); print(r.channel())",
+            ])
+            .output()
+            .unwrap();
+        assert!(py.status.success(), "migrate {migrate}: {}", dump(&py));
+        let text = stdout_of(&py);
+        let mut lines = text.lines();
+        assert_eq!(
+            Path::new(lines.next().unwrap()),
+            fs::canonicalize(&index_path).unwrap(),
+            "migrate {migrate}"
+        );
+        assert_eq!(
+            lines.next(),
+            Some("machine-channel-marker"),
+            "migrate {migrate}"
+        );
+    }
+}
+
+/// A machine with the earlier symlink layout at the repository's own version is migrated by the
+/// next sync: real files at the root, the old generation's real files as the backup, `current`,
+/// `previous` and the generations gone; a further sync changes nothing.
+#[test]
+fn the_earlier_symlink_layout_is_migrated_to_real_files_at_the_same_version() {
+    let repo = framework_repo("1.0.0");
+    let root = InstallRoot::new();
+    write_symlink_layout(root.path(), "1.0.0");
+    let (doc, out) = sync_json(&root, &repo);
+    assert_code(&out, 0);
+    let row = framework_row(&doc);
+    assert_eq!(
+        (row["decision"].clone(), row["result"].clone()),
+        (json!("update"), json!("applied")),
+        "{row}"
+    );
+    assert!(
+        all_output(&out).contains("reinstalling them as real files"),
+        "{}",
+        dump(&out)
+    );
+    assert_real_files(root.path());
+    assert!(
+        all_at(root.path(), "1.0.0"),
+        "{:?}",
+        versions_seen(root.path())
+    );
+    assert_no_symlink_layout(root.path());
+    let backup = root.state_dir().join("framework/backup");
+    assert!(all_at(&backup, "1.0.0"), "{:?}", versions_seen(&backup));
+    for e in ENTRIES {
+        assert!(
+            !fs::symlink_metadata(backup.join(e))
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{e}"
+        );
+    }
+    // The Python-orchestrator path is not taken: nothing was foreign.
+    assert!(!fs::read_dir(root.state_dir().join("framework"))
+        .unwrap()
+        .any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("displaced-")));
+    let keep = [
+        ".updater/repo",
+        ".updater/state.json",
+        ".updater/lock",
+        ".updater/logs",
+    ];
+    let before = snapshot(root.path(), &keep);
+    let out = sync(&root, &repo, &[]);
+    assert_code(&out, 0);
+    assert!(
+        stdout_of(&out).contains("Orchestrator is up to date: 1.0.0"),
+        "{}",
+        dump(&out)
+    );
+    assert_eq!(snapshot(root.path(), &keep), before);
+}
+
+/// A framework entry the new version drops is removed from the root as part of the unit (kept
+/// in the backup); a foreign file at a name the framework never had is left alone.
+#[test]
+fn an_entry_the_new_framework_drops_goes_to_the_backup_and_foreign_names_stay() {
+    let repo = framework_repo("1.0.0");
+    let root = InstallRoot::new();
+    root.write("local.py", "MINE = 1\n");
+    assert_code(&sync(&root, &repo, &[]), 0);
+    repo.write_framework("2.0.0");
+    repo.remove("requirements.txt");
+    repo.commit("2.0.0 without requirements.txt");
+    let (doc, out) = sync_json(&root, &repo);
+    assert_code(&out, 0);
+    assert_eq!(framework_row(&doc)["result"], "applied");
+    assert!(!exists_no_follow(&root.path().join("requirements.txt")));
+    assert_eq!(
+        fs::read_to_string(root.state_dir().join("framework/backup/requirements.txt")).unwrap(),
+        "requests # 1.0.0\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.path().join("local.py")).unwrap(),
+        "MINE = 1\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.path().join("__init__.py")).unwrap(),
+        "FRAMEWORK = \"2.0.0\"\n"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -843,4 +1117,98 @@ fn shipped_homeserver_hooks_set_last_updated_then_restart_gunicorn_without_block
         .file_name()
         .to_string_lossy()
         .starts_with(".tmp-")));
+}
+
+/// A crash of the earlier symlink design left its own journal behind (then updater was
+/// upgraded): the next run repairs it the way that design did (the old framework whole, the
+/// files it moved aside back), and the sync after installs the new framework as real files.
+#[test]
+fn an_interrupted_install_of_the_earlier_symlink_design_is_repaired_then_migrated() {
+    for python in [false, true] {
+        let label = format!("python {python}");
+        let repo = framework_repo("2.0.0");
+        let root = InstallRoot::new();
+        let fw = root.state_dir().join("framework");
+        let journal = fw.join("journal.json");
+        let staged = if python {
+            // Moving the Python orchestrator's files aside: __init__.py was moved and linked.
+            for (rel, text) in framework_files("1.0.0") {
+                root.write(rel, &text);
+            }
+            root.write_index(&json!({"metadata": {"schema_version": "1.0.0"}, "packages": {}}));
+            fs::create_dir_all(fw.join("displaced-1")).unwrap();
+            fs::rename(
+                root.path().join("__init__.py"),
+                fw.join("displaced-1/__init__.py"),
+            )
+            .unwrap();
+            std::os::unix::fs::symlink(
+                ".updater/framework/current/__init__.py",
+                root.path().join("__init__.py"),
+            )
+            .unwrap();
+            json!({"step": "switching", "new_gen": "gen-1", "old_gen": null,
+                   "displaced": "displaced-1", "entries": ENTRIES, "moved": ["__init__.py"],
+                   "links_created": [], "version": "2.0.0"})
+        } else {
+            // Updating gen-1 (1.0.0) to gen-2: `current` was switched, the commit not written.
+            write_symlink_layout(root.path(), "1.0.0");
+            fs::remove_file(fw.join("current")).unwrap();
+            std::os::unix::fs::symlink("gen-2", fw.join("current")).unwrap();
+            json!({"step": "switching", "new_gen": "gen-2", "old_gen": "gen-1",
+                   "displaced": "displaced-2", "entries": ENTRIES, "moved": [],
+                   "links_created": [], "version": "2.0.0"})
+        };
+        let new_gen = fw.join(staged["new_gen"].as_str().unwrap());
+        for (rel, text) in framework_files("2.0.0") {
+            let p = new_gen.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        fs::write(&journal, to_json(&staged)).unwrap();
+        let mut cmd = updater(&root, &repo);
+        cmd.arg("check");
+        let out = run(cmd);
+        assert!(
+            all_output(&out).contains("earlier symlink layout"),
+            "{label}\n{}",
+            dump(&out)
+        );
+        let mut cmd = updater(&root, &repo);
+        cmd.args(["enable", "m1"]);
+        let _ = run(cmd);
+        assert!(!journal.exists(), "{label}: not repaired");
+        assert!(
+            all_at(root.path(), "1.0.0"),
+            "{label}: {:?}",
+            versions_seen(root.path())
+        );
+        assert!(!new_gen.exists(), "{label}");
+        if python {
+            assert_real_files(root.path());
+        }
+        assert_code(&sync(&root, &repo, &[]), 0);
+        assert!(
+            all_at(root.path(), "2.0.0"),
+            "{label}: {:?}",
+            versions_seen(root.path())
+        );
+        assert_real_files(root.path());
+        assert_no_symlink_layout(root.path());
+        if python {
+            let kept = fs::read_dir(&fw)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("displaced-")
+                })
+                .any(|d| all_at(&d, "1.0.0"));
+            assert!(kept, "{label}: the Python files were not kept whole");
+        } else {
+            assert!(all_at(&fw.join("backup"), "1.0.0"), "{label}");
+        }
+    }
 }
