@@ -63,8 +63,9 @@ impl Layout {
     pub fn logs(&self) -> PathBuf {
         self.state_dir().join("logs")
     }
-    /// `<root>/.updater/framework`: the framework generations, `current`, `previous`, displaced
-    /// files and the framework journal (names that can never be module paths).
+    /// `<root>/.updater/framework`: the framework's staging (`swap-<N>/`), its `backup/`, the list
+    /// of entries updater installed, displaced files and the framework journal (names that can
+    /// never be module paths).
     pub fn framework(&self) -> PathBuf {
         self.state_dir().join("framework")
     }
