@@ -21,7 +21,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm); the inverse of
-/// [`civil_from_days`]. The date is not checked (see [`days_in_month`]).
+/// `civil_from_days`. The date is not checked (see [`days_in_month`]).
 pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
