@@ -116,29 +116,15 @@ fn sync_and_plan(
         .clone()
         .unwrap_or_else(|| layout.default_clone());
     let progress = show_progress(cfg);
-    let require_signed = cfg.require_signed || installed.is_some_and(|i| i.require_signed());
-    let allowed_signers = if require_signed {
-        let path = cfg
-            .allowed_signers
+    let trust = crate::trust::policy::TrustPolicy::for_run(
+        cfg.require_signed || installed.is_some_and(|i| i.require_signed()),
+        &cfg.allowed_signers
             .clone()
-            .unwrap_or_else(|| layout.state_dir().join("allowed_signers"));
-        if fs::is_root() {
-            if let Some(problem) = crate::doctor::unsafe_permissions(&path) {
-                bail!(
-                    "refusing to trust {}: {problem}; other users could add their own key",
-                    path.display()
-                );
-            }
-        }
-        Some(crate::trust::AllowedSigners::load(&path)?)
-    } else {
-        None
-    };
-    let trust = git::TrustPolicy {
-        allowed_signers,
-        last_applied: state.last_commit.clone(),
-        allow_rewind: cfg.allow_rewind,
-    };
+            .unwrap_or_else(|| layout.state_dir().join("allowed_signers")),
+        state.last_commit.clone(),
+        cfg.allow_rewind,
+        crate::doctor::unsafe_permissions,
+    )?;
     let synced = git::sync(
         &url,
         branch.as_deref(),

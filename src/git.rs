@@ -11,7 +11,8 @@ use git2::{
 };
 
 use crate::fs;
-use crate::trust::{self, AllowedSigners, TrustError};
+pub use crate::trust::policy::TrustPolicy;
+use crate::trust::policy::{descends_from, rewind_error};
 
 /// The name of the remote in the local clone.
 const REMOTE: &str = "origin";
@@ -91,17 +92,6 @@ pub fn refuse_foreign_clone(local: &Path, default_clone: bool) -> Option<String>
          --local-repo out to use the default clone)",
         local.display()
     ))
-}
-
-/// What a new remote commit must satisfy before it is used.
-#[derive(Debug, Default, Clone)]
-pub struct TrustPolicy {
-    /// When set, the tip must carry an SSH signature by one of these signers.
-    pub allowed_signers: Option<AllowedSigners>,
-    /// The last commit this machine applied: the tip must descend from it.
-    pub last_applied: Option<String>,
-    /// Accept a tip that does not descend from `last_applied`.
-    pub allow_rewind: bool,
 }
 
 /// Turns a plain relative path into an absolute one, so the clone's remote does not depend on
@@ -563,13 +553,10 @@ fn fetch_and_reset(
         let depth = if fresh && supports_shallow(url) { 1 } else { 0 };
         fetch(&mut remote, depth)?;
     }
-    if let Some(sig) = &opts.trust.allowed_signers {
-        check_signature(repo, tip, &opts.trust, sig).map_err(SyncFailure::Remote)?;
-    }
-    if let (Some(last), false) = (&opts.trust.last_applied, opts.trust.allow_rewind) {
-        let last = Oid::from_str(last).map_err(|e| {
-            SyncFailure::Local(anyhow!(e).context(format!("bad last applied commit id {last}")))
-        })?;
+    opts.trust
+        .check_signature(repo, tip)
+        .map_err(SyncFailure::Remote)?;
+    if let Some(last) = opts.trust.rewind_base().map_err(SyncFailure::Local)? {
         // In a shallow clone the last applied commit may lie beyond the boundary: deepen
         // until it is found or the history is complete.
         let mut deepen = [64, 4096, i32::MAX].into_iter();
@@ -607,73 +594,6 @@ fn supports_shallow(url: &str) -> bool {
         .iter()
         .any(|p| url.starts_with(p))
         || is_scp_like(url)
-}
-
-/// Refuses a new tip that is not signed by an allowed signer. Runs before the work tree moves,
-/// so a refused commit changes nothing.
-fn check_signature(
-    repo: &Repository,
-    tip: Oid,
-    policy: &TrustPolicy,
-    allowed: &AllowedSigners,
-) -> Result<()> {
-    if policy.last_applied.as_deref() == Some(tip.to_string().as_str()) {
-        return Ok(()); // nothing new
-    }
-    let principal = verify_commit_signature(repo, tip, allowed)
-        .map_err(|e| anyhow!(e).context(format!("refusing commit {tip} (signature check)")))?;
-    log::info!("Commit {tip} is signed by {principal}");
-    Ok(())
-}
-
-/// Whether `tip` is `last` or descends from it, in the history present in the clone.
-fn descends_from(repo: &Repository, tip: Oid, last: Oid) -> Result<bool> {
-    if tip == last {
-        return Ok(true);
-    }
-    match repo.graph_descendant_of(tip, last) {
-        Ok(d) => Ok(d),
-        // The walk met a commit that is not here (the last applied one, or a parent beyond a
-        // shallow boundary): the last applied commit is not in the history we have.
-        Err(e) if e.code() == git2::ErrorCode::NotFound || e.class() == ErrorClass::Odb => {
-            Ok(false)
-        }
-        Err(e) => Err(anyhow!(e).context("comparing the new tip with the last applied commit")),
-    }
-}
-
-fn rewind_error(tip: Oid, last: Oid) -> anyhow::Error {
-    anyhow!(
-        "refusing commit {tip} (rewind check): it does not descend from {last}, the last commit \
-         this machine applied; the branch was rewound or rewritten (pass --allow-rewind to accept it)"
-    )
-}
-
-/// Reads commit `oid` and verifies its SSH signature with [`trust::verify_commit`]; the commit is
-/// named by its full id in errors. A commit that cannot be read is refused as malformed.
-pub fn verify_commit_signature(
-    repo: &Repository,
-    oid: Oid,
-    allowed: &AllowedSigners,
-) -> std::result::Result<String, TrustError> {
-    let commit = oid.to_string();
-    match repo.extract_signature(&oid, None) {
-        Ok((signature, signed_data)) => {
-            trust::verify_commit(&commit, Some(&signature), &signed_data, allowed)
-        }
-        Err(e) if e.code() == git2::ErrorCode::NotFound => match repo.find_commit(oid) {
-            // Unsigned, or no such commit: tell them apart for the message.
-            Ok(_) => Err(TrustError::Unsigned { commit }),
-            Err(e) => Err(TrustError::Malformed {
-                reason: format!("cannot read the commit: {}", e.message()),
-                commit,
-            }),
-        },
-        Err(e) => Err(TrustError::Malformed {
-            reason: format!("cannot read the commit's signature: {}", e.message()),
-            commit,
-        }),
-    }
 }
 
 /// Points the tracking ref and a local branch at `tip`, and forces the work tree to match it
