@@ -609,10 +609,14 @@ fn an_entry_left_running_by_a_sigkilled_run_is_killed_before_its_retry() {
         .stderr(std::process::Stdio::null())
         .current_dir(root.home.path());
     let mut child = cmd.spawn().unwrap();
-    // Wait for the event: the entry recorded its pid (bounded only as a safety net).
+    // Wait for the events: the entry recorded its pid, and updater recorded its process group
+    // (just after the spawn; on a loaded machine the entry may start first). Bounded only as a
+    // safety net.
     let pid_file = sys.path().join("pid");
+    let record = root.path().join(".updater").join("running");
     for _ in 0..6000 {
-        if pid_file.exists() || child.try_wait().unwrap().is_some() {
+        let recorded = fs::read_dir(&record).is_ok_and(|mut d| d.next().is_some());
+        if (pid_file.exists() && recorded) || child.try_wait().unwrap().is_some() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));

@@ -1270,7 +1270,10 @@ fn a_lock_left_by_a_sigkilled_run_never_blocks_the_next_run() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while names_in(&pids).is_empty() {
+    // Kill once the entry runs and updater has recorded its process group (the record is
+    // written just after the spawn; on a loaded machine the entry may start first).
+    let record = root.path().join(".updater").join("running").join("slow");
+    while names_in(&pids).is_empty() || !record.is_file() {
         assert!(Instant::now() < deadline, "the slow entry never started");
         assert!(child.try_wait().unwrap().is_none(), "the run ended early");
         std::thread::sleep(Duration::from_millis(10));
