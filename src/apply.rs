@@ -393,22 +393,11 @@ fn try_install(
     }
     let module_dir = layout.module(name);
     let env = environment(layout, m, &module_dir, txn.old_copy().as_deref());
-    let log_file = layout.logs().join(format!("{name}.log"));
-    fs::remove_all(&log_file)?;
+    let step = Step::new(layout, name, &module_dir, &env, index, opts)?;
 
     let entry = runner::resolve_entry(&module_dir, index.entry.as_deref())
         .with_context(|| format!("finding the entry point of {name}"))?;
     fault::point("entry_started", name);
-    let pgid_file = crate::transaction::pgid_file(layout, name);
-    let step = Step {
-        name,
-        module_dir: &module_dir,
-        env: &env,
-        index,
-        log_file: &log_file,
-        opts,
-        pgid_file: &pgid_file,
-    };
     let details = match &entry {
         Some(program) => step.run("entry point", program)?,
         None => {
@@ -497,18 +486,7 @@ fn try_run(
         ("UPDATER_BACKUP_DIR".to_string(), String::new()),
         ("UPDATER_MODULES_PATH".to_string(), s(&layout.root)),
     ];
-    let log_file = layout.logs().join(format!("{name}.log"));
-    fs::remove_all(&log_file)?;
-    let pgid_file = crate::transaction::pgid_file(layout, name);
-    let step = Step {
-        name,
-        module_dir: &module_dir,
-        env: &env,
-        index,
-        log_file: &log_file,
-        opts,
-        pgid_file: &pgid_file,
-    };
+    let step = Step::new(layout, name, &module_dir, &env, index, opts)?;
     let result = (|| {
         let details = step.run("entry point", &entry)?;
         if let Some(health) = &index.health {
@@ -543,12 +521,35 @@ struct Step<'a> {
     module_dir: &'a Path,
     env: &'a [(String, String)],
     index: &'a ModuleIndex,
-    log_file: &'a Path,
+    log_file: PathBuf,
     opts: &'a ApplyOptions,
-    pgid_file: &'a Path,
+    pgid_file: PathBuf,
 }
 
-impl Step<'_> {
+impl<'a> Step<'a> {
+    /// A module's entry point and health check, with a fresh log file (the last run's output
+    /// is replaced) and the record of its process group (`transaction::pgid_file`).
+    fn new(
+        layout: &Layout,
+        name: &'a str,
+        module_dir: &'a Path,
+        env: &'a [(String, String)],
+        index: &'a ModuleIndex,
+        opts: &'a ApplyOptions,
+    ) -> Result<Step<'a>> {
+        let log_file = layout.logs().join(format!("{name}.log"));
+        fs::remove_all(&log_file)?;
+        Ok(Step {
+            name,
+            module_dir,
+            env,
+            index,
+            log_file,
+            opts,
+            pgid_file: crate::transaction::pgid_file(layout, name),
+        })
+    }
+
     /// Runs the entry point or health check; an unsuccessful run is an error saying why. Returns
     /// what a Python `main` returned beyond `success`, when the runner reports it.
     fn run(&self, what: &str, program: &Program) -> Result<Option<serde_json::Value>> {
@@ -560,9 +561,9 @@ impl Step<'_> {
             args: None,
             env: self.env,
             timeout: self.index.timeout,
-            log_file: self.log_file,
+            log_file: &self.log_file,
             python: &self.opts.python,
-            pgid_file: Some(self.pgid_file),
+            pgid_file: Some(&self.pgid_file),
         })
         .with_context(|| format!("running the {what} of {name}"))?;
         if outcome.success {
