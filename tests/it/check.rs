@@ -3,14 +3,12 @@
 //! Every test builds a real git repository and a scratch install root (see `common`), runs the
 //! real binary, and asserts on its exit code, its log lines and its `--json` document.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const OK_LINE: &str = "✓ Update system completed successfully";

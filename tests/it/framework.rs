@@ -2,15 +2,13 @@
 //! module, our own `updateManager.sh` in the install root, and post-sync hooks (with the two
 //! shipped HOMESERVER hooks). Real git repositories, the real binary, real processes.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const ENTRIES: &[&str] = &[

@@ -11,16 +11,12 @@
 //! `cargo test --test homeserver -- --include-ignored`, and delete the `#[ignore]` lines once the
 //! merge is in.
 
-mod common;
-#[path = "common/homeserver.rs"]
-mod hs;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use common::*;
-use hs::*;
+use crate::common::homeserver::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------

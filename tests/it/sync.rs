@@ -6,8 +6,6 @@
 //! Every test builds a real git repository and a scratch install root (see `common`), runs the
 //! real binary, and asserts on the install root, the index files, the exit code and the output.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -15,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------

@@ -7,8 +7,6 @@
 //! the forged ones (altered, wrong namespace, OpenPGP) are written as raw commit objects with
 //! `git hash-object -t commit -w --stdin` and put at the branch tip with `git update-ref`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
@@ -17,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------

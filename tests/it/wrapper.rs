@@ -3,14 +3,12 @@
 //! Some tests run the wrapper against a fake binary that records its arguments (to pin the
 //! option mapping); the others run it against the real `updater`.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::*;
+use crate::common::*;
 
 const OK_LINE: &str = "✓ Update system completed successfully";
 

@@ -5,6 +5,9 @@
 //! also runs with a private `HOME`, so nothing from the host can leak into a decision.
 #![allow(dead_code)]
 
+/// The HOMESERVER-shaped repository of the drop-in tests (`homeserver` module).
+pub mod homeserver;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
