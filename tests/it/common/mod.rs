@@ -848,7 +848,7 @@ pub fn path_with(dir: &Path) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// framework files (tests/framework.rs)
+// framework files (tests/it/framework.rs)
 
 impl UpdatesRepo {
     /// Set `metadata.<key>` of the repository's global index.json, keeping its other keys.
