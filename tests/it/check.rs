@@ -23,14 +23,6 @@ fn check(root: &InstallRoot, repo: &UpdatesRepo, extra: &[&str]) -> Output {
     run(cmd)
 }
 
-/// `updater --modules-path R --repo-url U check --json [extra...]`: the document and the run.
-fn check_json(root: &InstallRoot, repo: &UpdatesRepo, extra: &[&str]) -> (Value, Output) {
-    let mut cmd = updater(root, repo);
-    cmd.arg("check").arg("--json").args(extra);
-    let out = run(cmd);
-    (json_of(&out), out)
-}
-
 /// Some log line (in `text`) has a message containing `needle`.
 fn has_log(text: &str, needle: &str) -> bool {
     log_messages(text).iter().any(|m| m.contains(needle))
@@ -52,14 +44,6 @@ fn has_warning(out: &Output, needle: &str) -> bool {
         .any(|l| log_level(l).is_some_and(|lvl| lvl.starts_with("WARN")) && l.contains(needle))
 }
 
-fn last_nonempty_line(text: &str) -> String {
-    text.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .to_string()
-}
-
 fn assert_completed_line(out: &Output) {
     let last = last_nonempty_line(&stdout_of(out));
     assert!(
@@ -73,13 +57,6 @@ fn summary(doc: &Value, key: &str) -> u64 {
     doc["summary"][key]
         .as_u64()
         .unwrap_or_else(|| panic!("summary.{key} is not a count in {doc:#}"))
-}
-
-fn error_of(doc: &Value, name: &str) -> String {
-    module_entry(doc, name)["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("module {name:?} has no error string in {doc:#}"))
-        .to_string()
 }
 
 fn names(doc: &Value) -> Vec<String> {

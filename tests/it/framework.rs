@@ -589,10 +589,6 @@ fn assert_no_symlink_layout(root: &Path) {
     }
 }
 
-fn exists_no_follow(p: &Path) -> bool {
-    fs::symlink_metadata(p).is_ok()
-}
-
 /// Kills the real binary at every framework crash point, for an update from a framework we
 /// installed, for a migration from the Python orchestrator's real files and for a migration from
 /// the earlier symlink layout; after each kill the root holds the complete old or the complete

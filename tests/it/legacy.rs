@@ -95,13 +95,6 @@ fn result_of(doc: &Value, name: &str) -> String {
         .to_string()
 }
 
-fn error_of(doc: &Value, name: &str) -> String {
-    module_entry(doc, name)["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{name} has no error in {doc:#}"))
-        .to_string()
-}
-
 /// Names of the modules whose entry point ran (from `.runs.log`), sorted.
 fn ran(root: &InstallRoot) -> Vec<String> {
     let mut names: Vec<String> = root

@@ -7,12 +7,6 @@ use std::os::unix::fs::PermissionsExt;
 use crate::common::*;
 use serde_json::{json, Value};
 
-fn sync(root: &InstallRoot, repo: &UpdatesRepo, extra: &[&str]) -> std::process::Output {
-    let mut cmd = updater(root, repo);
-    cmd.arg("sync").args(extra);
-    run(cmd)
-}
-
 /// Sets a top-level key of a repository module's index.json.
 fn set_top(repo: &UpdatesRepo, name: &str, key: &str, value: Value) {
     let p = repo.module_dir(name).join("index.json");

@@ -49,14 +49,6 @@ fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run updateManager.sh")
 }
 
-fn last_nonempty_line(text: &str) -> String {
-    text.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .to_string()
-}
-
 /// A fake `updater` that records its arguments (one per line) in `<dir>/args` and exits with
 /// `$FAKE_EXIT` (default 0).
 struct FakeBin {
