@@ -6,8 +6,8 @@
 //! passes), so a test can tell which `main` ran, in which order, with which `args`, in which
 //! package, with which logging and environment.
 //!
-//! Included by tests/homeserver.rs with `#[path]`; it uses the helpers of `common` (mod.rs)
-//! without changing them.
+//! Used by the `homeserver` test module (tests/it/homeserver.rs); it uses the helpers of `common`
+//! (mod.rs) without changing them.
 #![allow(dead_code)]
 
 use std::fs;

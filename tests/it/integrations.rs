@@ -1,11 +1,9 @@
 //! How `updater` fits the way machines are run: Prometheus metrics, shell completions, the man
 //! page, help text, `doctor`, and the admin UI's log wording.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 // --- the Prometheus text exposition format, checked strictly ---------------------------------
 //

@@ -7,8 +7,6 @@
 //! the forged ones (altered, wrong namespace, OpenPGP) are written as raw commit objects with
 //! `git hash-object -t commit -w --stdin` and put at the branch tip with `git update-ref`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
@@ -17,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -121,32 +119,11 @@ fn last_commit(root: &InstallRoot) -> Option<String> {
     v["last_commit"].as_str().map(str::to_string)
 }
 
-/// Whether anything (file, dir or symlink, dangling or not) exists at `p`.
-fn exists_no_follow(p: &Path) -> bool {
-    fs::symlink_metadata(p).is_ok()
-}
-
 fn installed_version(root: &InstallRoot, name: &str) -> String {
     root.read_module_index(name)["metadata"]["schema_version"]
         .as_str()
         .unwrap_or_else(|| panic!("{name} has no schema_version"))
         .to_string()
-}
-
-fn packages(root: &InstallRoot) -> BTreeMap<String, String> {
-    root.read_index()["packages"]
-        .as_object()
-        .expect("packages object")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-        .collect()
-}
-
-fn packages_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

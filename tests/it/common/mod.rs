@@ -5,6 +5,9 @@
 //! also runs with a private `HOME`, so nothing from the host can leak into a decision.
 #![allow(dead_code)]
 
+/// The HOMESERVER-shaped repository of the drop-in tests (`homeserver` module).
+pub mod homeserver;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
@@ -538,6 +541,75 @@ pub fn decision(doc: &Value, name: &str) -> String {
         .to_string()
 }
 
+/// The `error` string of module `name` in a `--json` document.
+pub fn error_of(doc: &Value, name: &str) -> String {
+    module_entry(doc, name)["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("module {name:?} has no error string in {doc:#}"))
+        .to_string()
+}
+
+/// `updater --modules-path R --repo-url U sync [extra...]`
+pub fn sync(root: &InstallRoot, repo: &UpdatesRepo, extra: &[&str]) -> Output {
+    let mut cmd = updater(root, repo);
+    cmd.arg("sync").args(extra);
+    run(cmd)
+}
+
+/// `updater --modules-path R --repo-url U sync --json [extra...]`: the document and the run.
+pub fn sync_json(root: &InstallRoot, repo: &UpdatesRepo, extra: &[&str]) -> (Value, Output) {
+    let mut cmd = updater(root, repo);
+    cmd.arg("sync").arg("--json").args(extra);
+    let out = run(cmd);
+    (json_of(&out), out)
+}
+
+/// `updater --modules-path R --repo-url U check --json [extra...]`: the document and the run.
+pub fn check_json(root: &InstallRoot, repo: &UpdatesRepo, extra: &[&str]) -> (Value, Output) {
+    let mut cmd = updater(root, repo);
+    cmd.arg("check").arg("--json").args(extra);
+    let out = run(cmd);
+    (json_of(&out), out)
+}
+
+/// The installed global index's `packages` map (module name → version).
+pub fn packages(root: &InstallRoot) -> BTreeMap<String, String> {
+    let index = root.read_index();
+    index["packages"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no packages object in {index:#}"))
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().unwrap_or("<not a string>").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A `packages` map from pairs, to compare with [`packages`].
+pub fn packages_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The last line of `text` that is not blank ("" when there is none).
+pub fn last_nonempty_line(text: &str) -> String {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Whether `p` exists as a directory entry (a dangling symlink counts).
+pub fn exists_no_follow(p: &Path) -> bool {
+    fs::symlink_metadata(p).is_ok()
+}
+
 /// Byte-for-byte snapshot of a tree: relative path → (mode, content or symlink target; empty for
 /// directories). Paths under any of `exclude` (relative, compared component-wise) are left out.
 pub fn snapshot(path: &Path, exclude: &[&str]) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
@@ -845,7 +917,7 @@ pub fn path_with(dir: &Path) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// framework files (tests/framework.rs)
+// framework files (tests/it/framework.rs)
 
 impl UpdatesRepo {
     /// Set `metadata.<key>` of the repository's global index.json, keeping its other keys.

@@ -1,26 +1,22 @@
 //! The drop-in acceptance suite for HOMESERVER (SPEC §10, with §3, §5 and §6b): a repository shaped
 //! like `homeserversltd/updates` (framework files with its circular package import, modules using
 //! every import shape its modules use, a `group` of two implementations, components, migrations
-//! with `has_run`, `repo` configuration; see tests/common/homeserver.rs) is synced with
+//! with `has_run`, `repo` configuration; see tests/it/common/homeserver.rs) is synced with
 //! `--run enabled` into an install root named `updates` and into one that is not, and the tests
 //! assert what each module's `main` saw and returned.
 //!
 //! The first test checks the fixture itself against what upstream does (it passes on its own). The
 //! others need the §10 work merged (framework install, import context, `--run enabled`, groups,
 //! machine-local values); they are `#[ignore]`d until then: run them with
-//! `cargo test --test homeserver -- --include-ignored`, and delete the `#[ignore]` lines once the
+//! `cargo test --test it homeserver:: -- --include-ignored`, and delete the `#[ignore]` lines once the
 //! merge is in.
-
-mod common;
-#[path = "common/homeserver.rs"]
-mod hs;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use common::*;
-use hs::*;
+use crate::common::homeserver::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------

@@ -3,14 +3,12 @@
 //! Every test builds a real git repository and a scratch install root (see `common`), runs the
 //! real binary, and asserts on its exit code, its log lines and its `--json` document.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const OK_LINE: &str = "✓ Update system completed successfully";
@@ -23,14 +21,6 @@ fn check(root: &InstallRoot, repo: &UpdatesRepo, extra: &[&str]) -> Output {
     let mut cmd = updater(root, repo);
     cmd.arg("check").args(extra);
     run(cmd)
-}
-
-/// `updater --modules-path R --repo-url U check --json [extra...]`: the document and the run.
-fn check_json(root: &InstallRoot, repo: &UpdatesRepo, extra: &[&str]) -> (Value, Output) {
-    let mut cmd = updater(root, repo);
-    cmd.arg("check").arg("--json").args(extra);
-    let out = run(cmd);
-    (json_of(&out), out)
 }
 
 /// Some log line (in `text`) has a message containing `needle`.
@@ -54,14 +44,6 @@ fn has_warning(out: &Output, needle: &str) -> bool {
         .any(|l| log_level(l).is_some_and(|lvl| lvl.starts_with("WARN")) && l.contains(needle))
 }
 
-fn last_nonempty_line(text: &str) -> String {
-    text.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .to_string()
-}
-
 fn assert_completed_line(out: &Output) {
     let last = last_nonempty_line(&stdout_of(out));
     assert!(
@@ -75,13 +57,6 @@ fn summary(doc: &Value, key: &str) -> u64 {
     doc["summary"][key]
         .as_u64()
         .unwrap_or_else(|| panic!("summary.{key} is not a count in {doc:#}"))
-}
-
-fn error_of(doc: &Value, name: &str) -> String {
-    module_entry(doc, name)["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("module {name:?} has no error string in {doc:#}"))
-        .to_string()
 }
 
 fn names(doc: &Value) -> Vec<String> {
@@ -256,108 +231,218 @@ fn installed_module_with_enabled_false_is_reported_held() {
 // ---------------------------------------------------------------------------------------------
 // SPEC §4 `invalid` row: each reason
 
-#[test]
-fn malformed_module_json_is_invalid_and_names_the_file() {
-    let repo = repo_with_bad_module(|r| {
-        r.write("modules/bad/index.json", "{ \"metadata\": { not json");
-        r.write_exec("modules/bad/update", "#!/bin/sh\nexit 0\n");
-    });
-    let root = InstallRoot::new();
-
-    let (doc, out) = check_json(&root, &repo, &[]);
-    assert_invalid(&doc, &out, "bad");
-    let err = error_of(&doc, "bad");
-    assert!(
-        err.contains("modules/bad/index.json"),
-        "error should name the file: {err:?}"
-    );
-
-    // the log says so too, naming the file
-    let out = check(&root, &repo, &[]);
-    assert_code(&out, 1);
-    assert!(
-        all_output(&out).contains("modules/bad/index.json"),
-        "{}",
-        dump(&out)
-    );
+/// One way a module can be invalid (SPEC §4 `invalid` row): how to break it and what its error
+/// must say. `name` is the name of the test the case used to be.
+struct InvalidCase {
+    name: &'static str,
+    /// Breaks the repository (committed afterwards, beside a valid `m00`) or the install root.
+    break_it: fn(&UpdatesRepo, &InstallRoot),
+    /// The modules that must be decided `invalid`.
+    invalid: &'static [&'static str],
+    /// Every one of these is in the error of each invalid module.
+    reason: &'static [&'static str],
+    /// At least one of these is in that error (when not empty).
+    reason_any: &'static [&'static str],
+    /// When not empty, a plain `check` run exits 1 and its output contains every one of these
+    /// (and announces no update of the invalid modules).
+    log: &'static [&'static str],
 }
 
-#[test]
-fn unreadable_version_is_invalid_and_names_the_file_and_the_value() {
-    let repo = repo_with_bad_module(|r| {
-        r.add_module("bad", "banana");
-    });
+const INVALID_CASES: &[InvalidCase] = &[
+    InvalidCase {
+        name: "malformed_module_json_is_invalid_and_names_the_file",
+        break_it: |r, _| {
+            r.write("modules/bad/index.json", "{ \"metadata\": { not json");
+            r.write_exec("modules/bad/update", "#!/bin/sh\nexit 0\n");
+        },
+        invalid: &["bad"],
+        reason: &["modules/bad/index.json"],
+        reason_any: &[],
+        log: &["modules/bad/index.json"],
+    },
+    InvalidCase {
+        name: "unreadable_version_is_invalid_and_names_the_file_and_the_value",
+        break_it: |r, _| {
+            r.add_module("bad", "banana");
+        },
+        invalid: &["bad"],
+        reason: &["modules/bad/index.json", "banana"],
+        reason_any: &[],
+        log: &["modules/bad/index.json", "banana"],
+    },
+    InvalidCase {
+        name: "missing_schema_version_is_invalid_and_names_the_file",
+        break_it: |r, _| {
+            r.write(
+                "modules/bad/index.json",
+                &to_json(&json!({"metadata": {"priority": 5}, "configuration": {}})),
+            );
+            r.write_exec("modules/bad/update", "#!/bin/sh\nexit 0\n");
+        },
+        invalid: &["bad"],
+        reason: &["modules/bad/index.json"],
+        reason_any: &[],
+        log: &[],
+    },
+    InvalidCase {
+        name: "unreadable_installed_version_is_invalid_and_names_the_installed_file",
+        break_it: |r, root| {
+            r.add_module("m01", "1.0.0");
+            root.install_module("m01", "1.0.0");
+            root.set_installed_metadata("m01", "schema_version", json!("one.two"));
+        },
+        invalid: &["m01"],
+        reason: &["modules/m01/index.json", "one.two"],
+        reason_any: &[],
+        log: &[],
+    },
+    InvalidCase {
+        name: "symlink_to_an_absolute_path_outside_the_module_is_invalid",
+        break_it: |r, _| {
+            r.add_module("evil", "1.0.0");
+            r.symlink("modules/evil/passwd", "/etc/passwd");
+        },
+        invalid: &["evil"],
+        reason: &["passwd"],
+        reason_any: &[],
+        log: &[],
+    },
+    InvalidCase {
+        name: "symlink_climbing_out_of_the_module_is_invalid",
+        break_it: |r, _| {
+            r.add_module("evil", "1.0.0");
+            r.symlink("modules/evil/sub/escape", "../../m00/update");
+        },
+        invalid: &["evil"],
+        reason: &["escape"],
+        reason_any: &[],
+        log: &[],
+    },
+    InvalidCase {
+        name: "entry_path_climbing_out_of_the_module_is_invalid",
+        break_it: |r, _| {
+            r.add_module("escaper", "1.0.0");
+            r.set_metadata("escaper", "entry", json!("../m00/update"));
+        },
+        invalid: &["escaper"],
+        reason: &[],
+        reason_any: &["../m00/update", "entry"],
+        log: &[],
+    },
+    InvalidCase {
+        name: "absolute_entry_path_is_invalid",
+        break_it: |r, _| {
+            r.add_module("escaper", "1.0.0");
+            r.set_metadata("escaper", "entry", json!("/bin/true"));
+        },
+        invalid: &["escaper"],
+        reason: &[],
+        reason_any: &["/bin/true", "entry"],
+        log: &[],
+    },
+    InvalidCase {
+        name: "health_path_climbing_out_of_the_module_is_invalid",
+        break_it: |r, _| {
+            r.add_module("escaper", "1.0.0");
+            r.set_metadata("escaper", "health", json!("../../index.json"));
+        },
+        invalid: &["escaper"],
+        reason: &[],
+        reason_any: &["../../index.json", "health"],
+        log: &[],
+    },
+    InvalidCase {
+        name: "depends_on_an_unknown_module_is_invalid_and_names_it",
+        break_it: |r, _| {
+            r.add_module("needy", "1.0.0");
+            r.set_metadata("needy", "depends_on", json!(["m00", "nosuch"]));
+        },
+        invalid: &["needy"],
+        reason: &["nosuch"],
+        reason_any: &[],
+        log: &[],
+    },
+    InvalidCase {
+        name: "dependency_cycle_makes_its_modules_invalid_naming_them",
+        break_it: |r, _| {
+            r.add_module("cyc_a", "1.0.0");
+            r.add_module("cyc_b", "1.0.0");
+            r.set_metadata("cyc_a", "depends_on", json!(["cyc_b"]));
+            r.set_metadata("cyc_b", "depends_on", json!(["cyc_a"]));
+        },
+        invalid: &["cyc_a", "cyc_b"],
+        reason: &["cyc_a", "cyc_b"],
+        reason_any: &[],
+        log: &[],
+    },
+];
+
+/// Runs one case; panics (with the run's output) when the module is not reported as the case says.
+fn run_invalid_case(case: &InvalidCase) {
     let root = InstallRoot::new();
+    let repo = repo_with_bad_module(|r| (case.break_it)(r, &root));
 
     let (doc, out) = check_json(&root, &repo, &[]);
-    assert_invalid(&doc, &out, "bad");
-    let err = error_of(&doc, "bad");
-    assert!(
-        err.contains("modules/bad/index.json"),
-        "error should name the file: {err:?}"
-    );
-    assert!(
-        err.contains("banana"),
-        "error should name the bad value: {err:?}"
-    );
-    assert_ne!(
-        module_entry(&doc, "bad")["available"],
-        "0.0.0",
-        "a bad version is never read as 0.0.0"
-    );
-
-    let out = check(&root, &repo, &[]);
-    assert_code(&out, 1);
-    let text = all_output(&out);
-    assert!(
-        text.contains("modules/bad/index.json") && text.contains("banana"),
-        "{}",
-        dump(&out)
-    );
-    assert!(!text.contains("Module bad needs update"), "{}", dump(&out));
-}
-
-#[test]
-fn missing_schema_version_is_invalid_and_names_the_file() {
-    let repo = repo_with_bad_module(|r| {
-        r.write(
-            "modules/bad/index.json",
-            &to_json(&json!({"metadata": {"priority": 5}, "configuration": {}})),
+    for &name in case.invalid {
+        // invalid, counted, exit 1, and the healthy `m00` still decided
+        assert_invalid(&doc, &out, name);
+        let err = error_of(&doc, name);
+        for needle in case.reason {
+            assert!(
+                err.contains(needle),
+                "the error of {name} should contain {needle:?}: {err:?}"
+            );
+        }
+        assert!(
+            case.reason_any.is_empty() || case.reason_any.iter().any(|n| err.contains(n)),
+            "the error of {name} should contain one of {:?}: {err:?}",
+            case.reason_any
         );
-        r.write_exec("modules/bad/update", "#!/bin/sh\nexit 0\n");
-    });
-    let root = InstallRoot::new();
+        // a bad version is never read as 0.0.0, on either side
+        for side in ["available", "installed"] {
+            assert_ne!(module_entry(&doc, name)[side], "0.0.0", "{side} of {name}");
+        }
+    }
 
-    let (doc, out) = check_json(&root, &repo, &[]);
-    assert_invalid(&doc, &out, "bad");
-    let err = error_of(&doc, "bad");
-    assert!(
-        err.contains("modules/bad/index.json"),
-        "error should name the file: {err:?}"
-    );
+    if !case.log.is_empty() {
+        // the log says so too
+        let out = check(&root, &repo, &[]);
+        assert_code(&out, 1);
+        let text = all_output(&out);
+        for needle in case.log {
+            assert!(text.contains(needle), "no {needle:?} in\n{}", dump(&out));
+        }
+        for &name in case.invalid {
+            let announced = format!("Module {name} needs update");
+            assert!(!text.contains(&announced), "{}", dump(&out));
+        }
+    }
 }
 
+/// Every case of [`INVALID_CASES`] runs (a failing case does not hide the others); the failure
+/// names each failing case with its message.
 #[test]
-fn unreadable_installed_version_is_invalid_and_names_the_installed_file() {
-    let repo = UpdatesRepo::with_modules(2);
-    let root = InstallRoot::new();
-    root.install_module("m01", "1.0.0");
-    root.set_installed_metadata("m01", "schema_version", json!("one.two"));
-
-    let (doc, out) = check_json(&root, &repo, &[]);
-    assert_code(&out, 1);
-    assert_eq!(decision(&doc, "m01"), "invalid", "{}", dump(&out));
-    assert_eq!(decision(&doc, "m00"), "new");
-    let err = error_of(&doc, "m01");
+fn each_way_of_breaking_a_module_makes_it_invalid_with_its_reason() {
+    let mut failures = Vec::new();
+    for case in INVALID_CASES {
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_invalid_case(case)));
+        if let Err(panic) = outcome {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "(no message)".to_string());
+            failures.push(format!("case {}: {msg}", case.name));
+        }
+    }
     assert!(
-        err.contains("modules/m01/index.json"),
-        "error should name the file: {err:?}"
+        failures.is_empty(),
+        "{} of {} invalid-module cases failed:\n{}",
+        failures.len(),
+        INVALID_CASES.len(),
+        failures.join("\n\n")
     );
-    assert!(
-        err.contains("one.two"),
-        "error should name the bad value: {err:?}"
-    );
-    assert_ne!(module_entry(&doc, "m01")["installed"], "0.0.0");
 }
 
 #[test]
@@ -395,40 +480,6 @@ fn bad_module_directory_names_are_reported_and_skipped() {
 }
 
 #[test]
-fn symlink_to_an_absolute_path_outside_the_module_is_invalid() {
-    let repo = repo_with_bad_module(|r| {
-        r.add_module("evil", "1.0.0");
-        r.symlink("modules/evil/passwd", "/etc/passwd");
-    });
-    let root = InstallRoot::new();
-
-    let (doc, out) = check_json(&root, &repo, &[]);
-    assert_invalid(&doc, &out, "evil");
-    let err = error_of(&doc, "evil");
-    assert!(
-        err.contains("passwd"),
-        "error should name the symlink: {err:?}"
-    );
-}
-
-#[test]
-fn symlink_climbing_out_of_the_module_is_invalid() {
-    let repo = repo_with_bad_module(|r| {
-        r.add_module("evil", "1.0.0");
-        r.symlink("modules/evil/sub/escape", "../../m00/update");
-    });
-    let root = InstallRoot::new();
-
-    let (doc, out) = check_json(&root, &repo, &[]);
-    assert_invalid(&doc, &out, "evil");
-    let err = error_of(&doc, "evil");
-    assert!(
-        err.contains("escape"),
-        "error should name the symlink: {err:?}"
-    );
-}
-
-#[test]
 fn symlink_inside_the_module_is_allowed() {
     let repo = UpdatesRepo::with_modules(1);
     repo.add_module("linked", "1.0.0");
@@ -442,97 +493,6 @@ fn symlink_inside_the_module_is_allowed() {
     assert_code(&out, 0);
     assert_eq!(decision(&doc, "linked"), "new", "{}", dump(&out));
     assert_eq!(summary(&doc, "invalid"), 0);
-}
-
-#[test]
-fn entry_path_climbing_out_of_the_module_is_invalid() {
-    let repo = repo_with_bad_module(|r| {
-        r.add_module("escaper", "1.0.0");
-        r.set_metadata("escaper", "entry", json!("../m00/update"));
-    });
-    let root = InstallRoot::new();
-
-    let (doc, out) = check_json(&root, &repo, &[]);
-    assert_invalid(&doc, &out, "escaper");
-    let err = error_of(&doc, "escaper");
-    assert!(
-        err.contains("../m00/update") || err.contains("entry"),
-        "error should say the entry is wrong: {err:?}"
-    );
-}
-
-#[test]
-fn absolute_entry_path_is_invalid() {
-    let repo = repo_with_bad_module(|r| {
-        r.add_module("escaper", "1.0.0");
-        r.set_metadata("escaper", "entry", json!("/bin/true"));
-    });
-    let root = InstallRoot::new();
-
-    let (doc, out) = check_json(&root, &repo, &[]);
-    assert_invalid(&doc, &out, "escaper");
-    let err = error_of(&doc, "escaper");
-    assert!(
-        err.contains("/bin/true") || err.contains("entry"),
-        "error should say the entry is wrong: {err:?}"
-    );
-}
-
-#[test]
-fn health_path_climbing_out_of_the_module_is_invalid() {
-    let repo = repo_with_bad_module(|r| {
-        r.add_module("escaper", "1.0.0");
-        r.set_metadata("escaper", "health", json!("../../index.json"));
-    });
-    let root = InstallRoot::new();
-
-    let (doc, out) = check_json(&root, &repo, &[]);
-    assert_invalid(&doc, &out, "escaper");
-    let err = error_of(&doc, "escaper");
-    assert!(
-        err.contains("../../index.json") || err.contains("health"),
-        "error should say the health path is wrong: {err:?}"
-    );
-}
-
-#[test]
-fn depends_on_an_unknown_module_is_invalid_and_names_it() {
-    let repo = repo_with_bad_module(|r| {
-        r.add_module("needy", "1.0.0");
-        r.set_metadata("needy", "depends_on", json!(["m00", "nosuch"]));
-    });
-    let root = InstallRoot::new();
-
-    let (doc, out) = check_json(&root, &repo, &[]);
-    assert_invalid(&doc, &out, "needy");
-    let err = error_of(&doc, "needy");
-    assert!(
-        err.contains("nosuch"),
-        "error should name the unknown module: {err:?}"
-    );
-}
-
-#[test]
-fn dependency_cycle_makes_its_modules_invalid_naming_them() {
-    let repo = repo_with_bad_module(|r| {
-        r.add_module("cyc_a", "1.0.0");
-        r.add_module("cyc_b", "1.0.0");
-        r.set_metadata("cyc_a", "depends_on", json!(["cyc_b"]));
-        r.set_metadata("cyc_b", "depends_on", json!(["cyc_a"]));
-    });
-    let root = InstallRoot::new();
-
-    let (doc, out) = check_json(&root, &repo, &[]);
-    assert_code(&out, 1);
-    assert_eq!(decision(&doc, "m00"), "new", "{}", dump(&out));
-    for name in ["cyc_a", "cyc_b"] {
-        assert_eq!(decision(&doc, name), "invalid", "{}", dump(&out));
-        let err = error_of(&doc, name);
-        assert!(
-            err.contains("cyc_a") && err.contains("cyc_b"),
-            "the error names the modules in the cycle: {err:?}"
-        );
-    }
 }
 
 #[test]

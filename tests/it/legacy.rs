@@ -3,15 +3,13 @@
 //! writes a manifest, runs the real binary and asserts on its exit code, log lines, `--json`
 //! document, what the entry points recorded, and the rewritten manifest.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::SystemTime;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const OK_LINE: &str = "✓ Update system completed successfully";
@@ -94,13 +92,6 @@ fn result_of(doc: &Value, name: &str) -> String {
     module_entry(doc, name)["result"]
         .as_str()
         .unwrap_or_else(|| panic!("{name} has no result in {doc:#}"))
-        .to_string()
-}
-
-fn error_of(doc: &Value, name: &str) -> String {
-    module_entry(doc, name)["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{name} has no error in {doc:#}"))
         .to_string()
 }
 

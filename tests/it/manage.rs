@@ -3,13 +3,11 @@
 //! refusals. Every test runs the real binary against a real install root (and, for
 //! `set-branch`, a real git repository).
 
-mod common;
-
 use std::fs;
 
 use serde_json::{json, Value};
 
-use common::*;
+use crate::common::*;
 
 /// Writes an installed module's index.json as given (and records it in the global index).
 fn install_with_index(root: &InstallRoot, name: &str, index: Value) {

@@ -4,8 +4,6 @@
 //! root must be in a state a crash can leave (each module byte-for-byte one complete copy), and
 //! the next plain run must converge.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs;
 use std::io::{Read, Write};
@@ -16,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 type Snap = BTreeMap<PathBuf, (u32, Vec<u8>)>;

@@ -2,13 +2,11 @@
 //! git deadline, leftover processes, messages): one test per guarantee, each against the real
 //! binary, real git repositories and real processes.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 /// Runs `cmd` with `args` appended.

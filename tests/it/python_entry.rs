@@ -8,14 +8,12 @@
 //! The fixtures are our own, in the shapes of `homeserversltd/updates` (framework `__init__.py`,
 //! `index.py`, `utils/`; modules whose `__init__.py` does `from .index import main`).
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use updater::runner::{self, Program, RunOutcome, RunSpec};
 

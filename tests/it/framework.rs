@@ -2,15 +2,13 @@
 //! module, our own `updateManager.sh` in the install root, and post-sync hooks (with the two
 //! shipped HOMESERVER hooks). Real git repositories, the real binary, real processes.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const ENTRIES: &[&str] = &[
@@ -589,10 +587,6 @@ fn assert_no_symlink_layout(root: &Path) {
     for name in ["current", "previous", "gen-0", "gen-1"] {
         assert!(!exists_no_follow(&fw.join(name)), "{name} is left");
     }
-}
-
-fn exists_no_follow(p: &Path) -> bool {
-    fs::symlink_metadata(p).is_ok()
 }
 
 /// Kills the real binary at every framework crash point, for an update from a framework we

@@ -2,14 +2,12 @@
 //! nothing a repository or a machine supplies can forge a log line, and `--json` prints one
 //! document even when the run cannot proceed. Every test runs the real binary.
 
-mod common;
-
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::*;
+use crate::common::*;
 
 /// The write end of a pipe whose read end is already closed: the first write gets EPIPE. Built
 /// from a FIFO so the order is certain (open the reader without blocking, open the writer,

@@ -2,18 +2,10 @@
 //! repository-side `enabled: false`, the prune guard and check's content updates. Real git
 //! repositories, real processes; order is read from the files the modules write.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
-
-fn sync(root: &InstallRoot, repo: &UpdatesRepo, extra: &[&str]) -> std::process::Output {
-    let mut cmd = updater(root, repo);
-    cmd.arg("sync").args(extra);
-    run(cmd)
-}
 
 /// Sets a top-level key of a repository module's index.json.
 fn set_top(repo: &UpdatesRepo, name: &str, key: &str, value: Value) {

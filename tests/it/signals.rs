@@ -1,12 +1,10 @@
 //! A clean stop: SIGTERM during a sync lets the running module finish and commit, starts no new
 //! module, exits 3, and leaves nothing half-done; the next run picks up the rest.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn sigterm_finishes_the_running_module_and_starts_no_other() {

@@ -3,14 +3,12 @@
 //! Some tests run the wrapper against a fake binary that records its arguments (to pin the
 //! option mapping); the others run it against the real `updater`.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::*;
+use crate::common::*;
 
 const OK_LINE: &str = "✓ Update system completed successfully";
 
@@ -49,14 +47,6 @@ fn wrapper_at(script: &Path, home: &Path, bin: &Path, args: &str) -> Command {
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run updateManager.sh")
-}
-
-fn last_nonempty_line(text: &str) -> String {
-    text.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .to_string()
 }
 
 /// A fake `updater` that records its arguments (one per line) in `<dir>/args` and exits with

@@ -6,8 +6,6 @@
 //! Every test builds a real git repository and a scratch install root (see `common`), runs the
 //! real binary, and asserts on the install root, the index files, the exit code and the output.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -15,34 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-/// `updater --modules-path R --repo-url U sync [extra...]`
-fn sync(root: &InstallRoot, repo: &UpdatesRepo, extra: &[&str]) -> Output {
-    let mut cmd = updater(root, repo);
-    cmd.arg("sync").args(extra);
-    run(cmd)
-}
-
-/// `updater --modules-path R --repo-url U sync --json [extra...]`: the document and the run.
-fn sync_json(root: &InstallRoot, repo: &UpdatesRepo, extra: &[&str]) -> (Value, Output) {
-    let mut cmd = updater(root, repo);
-    cmd.arg("sync").arg("--json").args(extra);
-    let out = run(cmd);
-    (json_of(&out), out)
-}
-
-/// `updater --modules-path R --repo-url U check --json`.
-fn check_json(root: &InstallRoot, repo: &UpdatesRepo) -> (Value, Output) {
-    let mut cmd = updater(root, repo);
-    cmd.arg("check").arg("--json");
-    let out = run(cmd);
-    (json_of(&out), out)
-}
 
 /// `updater --modules-path R <args...>` (no repository needed).
 fn local(root: &InstallRoot, args: &[&str]) -> Output {
@@ -53,13 +28,6 @@ fn local(root: &InstallRoot, args: &[&str]) -> Output {
 
 fn result_of(doc: &Value, name: &str) -> Value {
     module_entry(doc, name)["result"].clone()
-}
-
-fn error_of(doc: &Value, name: &str) -> String {
-    module_entry(doc, name)["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("module {name:?} has no error string in {doc:#}"))
-        .to_string()
 }
 
 fn assert_result(doc: &Value, out: &Output, name: &str, expected: &str) {
@@ -80,29 +48,6 @@ fn assert_error_contains(doc: &Value, out: &Output, name: &str, needles: &[&str]
             dump(out)
         );
     }
-}
-
-/// `packages` of `<root>/index.json`, as name → version.
-fn packages(root: &InstallRoot) -> BTreeMap<String, String> {
-    let index = root.read_index();
-    index["packages"]
-        .as_object()
-        .unwrap_or_else(|| panic!("no packages object in {index:#}"))
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str().unwrap_or("<not a string>").to_string(),
-            )
-        })
-        .collect()
-}
-
-fn packages_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 type Tree = BTreeMap<PathBuf, (u32, Vec<u8>)>;
@@ -932,7 +877,7 @@ fn dependency_cycle_is_invalid_names_the_modules_and_installs_none_of_them() {
     repo.commit("a cycle");
     let root = InstallRoot::new();
 
-    let (doc, out) = check_json(&root, &repo);
+    let (doc, out) = check_json(&root, &repo, &[]);
     assert_code(&out, 1);
     for name in ["cyc-alpha", "cyc-beta"] {
         assert_eq!(decision(&doc, name), "invalid", "{doc:#}");
@@ -1616,7 +1561,7 @@ fn disable_holds_a_module_at_its_installed_version() {
 
     repo.set_version("hold", "2.0.0");
     repo.commit("hold 2.0.0");
-    let (doc, out) = check_json(&root, &repo);
+    let (doc, out) = check_json(&root, &repo, &[]);
     assert_code(&out, 0);
     assert_eq!(decision(&doc, "hold"), "held", "{doc:#}");
 
