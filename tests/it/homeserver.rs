@@ -5,11 +5,8 @@
 //! `--run enabled` into an install root named `updates` and into one that is not, and the tests
 //! assert what each module's `main` saw and returned.
 //!
-//! The first test checks the fixture itself against what upstream does (it passes on its own). The
-//! others need the §10 work merged (framework install, import context, `--run enabled`, groups,
-//! machine-local values); they are `#[ignore]`d until then: run them with
-//! `cargo test --test it homeserver:: -- --include-ignored`, and delete the `#[ignore]` lines once the
-//! merge is in.
+//! The first test checks the fixture itself against what upstream does: a plain `import updates`
+//! fails once with the circular import, and `python3 -m updates.index` imports every module.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
