@@ -98,7 +98,7 @@ pub fn resolve_entry(module_dir: &Path, declared: Option<&str>) -> Result<Option
 }
 
 /// Metadata of `path` (following symlinks), `None` when it does not exist.
-pub(super) fn file_metadata(path: &Path, what: &str) -> Result<Option<fs::Metadata>> {
+fn file_metadata(path: &Path, what: &str) -> Result<Option<fs::Metadata>> {
     match fs::metadata(path) {
         Ok(meta) => Ok(Some(meta)),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -106,7 +106,7 @@ pub(super) fn file_metadata(path: &Path, what: &str) -> Result<Option<fs::Metada
     }
 }
 
-pub(super) fn ensure_executable(path: &Path, meta: &fs::Metadata) -> Result<()> {
+fn ensure_executable(path: &Path, meta: &fs::Metadata) -> Result<()> {
     let mode = meta.permissions().mode();
     if mode & 0o111 == 0 {
         bail!(

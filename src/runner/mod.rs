@@ -14,7 +14,7 @@
 //!
 //! Two kinds of program exist ([`Program`]): an executable, which succeeds on exit status 0, and a
 //! Python file defining `main(args)`, which runs in its own interpreter under an embedded shim
-//! (`runner_shim.py`, which documents the import context of SPEC §10: `updates` is the install
+//! (`shim.py`, which documents the import context of SPEC §10: `updates` is the install
 //! root, the module is `updates.modules.<name>`). The shim reports its verdict (ok or fail, a
 //! reason, and the `details` `main` returned in a dict) on a channel of its own: a verdict file in a
 //! private directory of this run, which the shim opens close-on-exec before any module code runs and
@@ -23,8 +23,8 @@
 //!
 //! A fresh interpreter costs 30 to 180 ms to start (more behind a pyenv shim), so `main(args)`
 //! modules normally run in a process forked from a warm one: a fork-server per interpreter, started
-//! by the first such run and kept for the life of this process (section "Fork-server" below, and
-//! `runner_forkserver.py`). Each module still gets a process (group) of its own, with the same
+//! by the first such run and kept for the life of this process ([`forkserver`], and
+//! `forkserver/server.py`). Each module still gets a process (group) of its own, with the same
 //! working directory, environment, stdin, output handling, timeout and verdict as in a fresh
 //! interpreter; the shim code that imports the module and calls `main` is the same. Whenever the
 //! fork-server cannot take a run before any of the module ran (it cannot start, died, the run's
@@ -34,7 +34,6 @@
 //! Concurrent runs from several threads are independent (std opens every file and pipe
 //! close-on-exec, so one module's child never holds another's log file or verdict); the only
 //! process-global state is the set of fork-servers, which serve concurrent runs.
-
 //!
 //! The folder: [`entry`] finds what to run, [`spec`] says what a run is and how it ended,
 //! [`process`] starts and supervises one process, [`output`] carries its output, [`shim`] is the

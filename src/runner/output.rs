@@ -12,10 +12,10 @@ use std::thread;
 use std::time::Duration;
 
 /// How often the follower looks for new output in the log file while the program runs.
-pub(super) const FOLLOW_PAUSE: Duration = Duration::from_millis(20);
+const FOLLOW_PAUSE: Duration = Duration::from_millis(20);
 
 /// Longest line kept whole; longer ones are split.
-pub(super) const MAX_LINE: u64 = 64 * 1024;
+const MAX_LINE: u64 = 64 * 1024;
 
 /// Where a run's output goes: the module's log file (the program writes there itself; the runner
 /// adds its header, footer and notices) and, echoed by a [`Follower`], the run's log.
@@ -25,7 +25,7 @@ pub(super) struct Output {
     state: Mutex<OutputState>,
 }
 
-pub(super) struct OutputState {
+struct OutputState {
     /// `None` after a write error (reported once).
     file: Option<File>,
 }

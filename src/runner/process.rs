@@ -20,7 +20,7 @@ use super::spec::{RunSpec, DEFAULT_PATH, PASSED_ENV};
 
 /// Most retries of a start that fails with "Text file busy": the file was just written, and a child
 /// forked meanwhile by another thread still holds a write descriptor to it until that child execs.
-pub(super) const START_RETRIES: u32 = 20;
+const START_RETRIES: u32 = 20;
 
 /// How a child process ended.
 pub(super) enum Ended {
@@ -126,11 +126,7 @@ pub(super) fn spawn(command: &mut Command) -> io::Result<Child> {
 }
 
 /// Clears the environment, then sets `base` (see [`base_env`], [`python_env`]) and `extra`.
-pub(super) fn clean_env(
-    command: &mut Command,
-    base: &[(OsString, OsString)],
-    extra: &[(String, String)],
-) {
+fn clean_env(command: &mut Command, base: &[(OsString, OsString)], extra: &[(String, String)]) {
     command.env_clear();
     command.envs(base.iter().map(|(name, value)| (name, value)));
     for (name, value) in extra {
@@ -168,7 +164,7 @@ pub(super) fn python_env() -> Vec<(OsString, OsString)> {
 }
 
 /// A started child that is killed (whole process group) and reaped when dropped unreaped.
-pub(super) struct Reaper {
+struct Reaper {
     child: Child,
     reaped: bool,
 }
@@ -253,5 +249,80 @@ pub(super) fn poll_until<T>(
         let left = deadline.map_or(pause, |deadline| deadline - now);
         thread::sleep(pause.min(left));
         pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn kill_process_group_kills_the_leader_and_what_it_started() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let pid_file = tmp.path().join("pid");
+        let mut leader = Command::new("/bin/sh")
+            .arg("-c")
+            .arg("sleep 1000 & echo $! > \"$1\"; wait")
+            .arg("sh")
+            .arg(&pid_file)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn");
+        let grandchild = poll_until(Some(Instant::now() + Duration::from_secs(30)), || {
+            Ok(fs::read_to_string(&pid_file)
+                .ok()
+                .filter(|text| text.ends_with('\n'))
+                .and_then(|text| text.trim().parse::<i32>().ok()))
+        })
+        .expect("poll")
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("the background sleep's pid");
+        let pgid = rustix::process::Pid::from_child(&leader);
+
+        assert!(kill_process_group(pgid));
+        let status = leader.wait().expect("reap the leader");
+        assert_eq!(status.signal(), Some(9), "{status:?}");
+        let gone = poll_until(Some(Instant::now() + Duration::from_secs(30)), || {
+            Ok(process_gone(grandchild).then_some(()))
+        })
+        .expect("poll");
+        if gone.is_none() {
+            let _ = rustix::process::kill_process(grandchild, rustix::process::Signal::KILL);
+        }
+        assert!(gone.is_some(), "the group's background process survived");
+        // The group is gone: killing it again is no error.
+        assert!(kill_process_group(pgid));
+    }
+
+    #[test]
+    fn kill_process_group_never_signals_pid_1() {
+        // killpg(1) would reach every process we may signal: refused before any signal is sent.
+        let init = rustix::process::Pid::from_raw(1).expect("pid 1");
+        assert!(!kill_process_group(init));
+    }
+
+    #[test]
+    fn poll_until_returns_the_first_find_or_none_at_the_deadline() {
+        let mut calls = 0;
+        let found = poll_until(None, || {
+            calls += 1;
+            Ok((calls == 3).then_some("third"))
+        })
+        .expect("poll");
+        assert_eq!((found, calls), (Some("third"), 3));
+
+        let mut calls = 0;
+        let found: Option<()> = poll_until(Some(Instant::now()), || {
+            calls += 1;
+            Ok(None)
+        })
+        .expect("poll");
+        assert_eq!((found, calls), (None, 1), "checked once, then the deadline");
+
+        let err =
+            poll_until::<()>(None, || anyhow::bail!("cannot wait")).expect_err("the check's error");
+        assert_eq!(err.to_string(), "cannot wait");
     }
 }

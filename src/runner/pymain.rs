@@ -112,7 +112,7 @@ pub(super) fn locate(python: &Path) -> PathBuf {
 }
 
 /// Runs `main(args)` in a fresh interpreter under the embedded shim.
-pub(super) fn run_python_fresh(
+fn run_python_fresh(
     spec: &RunSpec,
     python: &Path,
     request: &ShimRequest,

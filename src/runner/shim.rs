@@ -12,7 +12,7 @@ use super::reason::{one_line, status_reason, Verdict};
 use super::spec::RunSpec;
 
 /// Longest verdict file read (the shim caps `details` at 64 KiB of JSON).
-pub(super) const MAX_VERDICT: u64 = 256 * 1024;
+const MAX_VERDICT: u64 = 256 * 1024;
 
 /// Longest reason kept from the shim's verdict.
 pub(super) const MAX_REASON: usize = 400;
@@ -20,7 +20,7 @@ pub(super) const MAX_REASON: usize = 400;
 /// The Python side of [`Program::PythonMain`].
 pub(super) const PYTHON_SHIM: &str = include_str!("shim.py");
 
-/// What the shim is told (see `runner_shim.py`), besides the variables.
+/// What the shim is told (see `shim.py`), besides the variables.
 pub(super) struct ShimRequest<'a> {
     pub(super) module_dir: &'a Path,
     pub(super) file: &'a Path,

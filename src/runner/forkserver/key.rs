@@ -1,5 +1,6 @@
-//! What a fork-server is for ([`ServerKey`]): runs with equal keys share one; a run whose key
-//! cannot be made uses a fresh interpreter.
+//! Whether a `main(args)` run may use a fork-server ([`fork_server_wanted`], `UPDATER_NO_FORKSERVER`)
+//! and which one ([`ServerKey`]: runs with equal keys share one; a run whose key cannot be made
+//! uses a fresh interpreter), and which way a run took ([`PythonPath`], seen by tests).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -66,7 +67,7 @@ pub(in crate::runner) const NO_FORK_SERVER_VAR: &str = "UPDATER_NO_FORKSERVER";
 
 /// Files that make a version manager (pyenv, asdf, mise) pick an interpreter for their directory: a
 /// fresh interpreter started in such a module directory may not be the fork-server's.
-pub(in crate::runner) const VERSION_FILES: &[&str] = &[
+const VERSION_FILES: &[&str] = &[
     ".python-version",
     ".tool-versions",
     ".mise.toml",
@@ -98,7 +99,7 @@ pub(in crate::runner) fn fork_server_wanted() -> bool {
 }
 
 /// Whether [`NO_FORK_SERVER_VAR`], with this value, leaves the fork-server on.
-pub(in crate::runner) fn fork_server_enabled(no_fork_server: Option<&std::ffi::OsStr>) -> bool {
+fn fork_server_enabled(no_fork_server: Option<&std::ffi::OsStr>) -> bool {
     no_fork_server.is_none_or(|value| value.is_empty() || value == "0")
 }
 

@@ -35,9 +35,9 @@ mod server;
 pub(super) use key::{fork_server_wanted, note_path, server_key, PythonPath};
 #[cfg(test)]
 pub(super) use key::{FORCED_PATH, NO_FORK_SERVER_VAR, USED_PATH};
-#[cfg(test)]
-pub(super) use registry::lock;
 pub(super) use registry::{Registry, SERVERS};
 pub(super) use run::{run_forked, Forked};
+#[cfg(test)]
+pub(super) use server::lock;
 #[cfg(test)]
 pub(super) use server::ForkServer;

@@ -9,7 +9,7 @@ use std::process::ExitStatus;
 use std::time::Instant;
 
 /// Longest line the fork-server may send.
-pub(in crate::runner) const MAX_SERVER_LINE: usize = 4096;
+const MAX_SERVER_LINE: usize = 4096;
 
 /// What a run sends the fork-server, one line each.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,24 +3,19 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use super::key::ServerKey;
-use super::server::ForkServer;
+use super::server::{lock, ForkServer};
 
 /// Most fork-servers started for one key (a dead one is replaced on the next run).
-pub(in crate::runner) const MAX_SERVER_STARTS: u32 = 3;
+const MAX_SERVER_STARTS: u32 = 3;
 
 /// Runs in a row that could not use a live fork-server before it is replaced.
-pub(in crate::runner) const MAX_TROUBLES: u32 = 3;
+const MAX_TROUBLES: u32 = 3;
 
 /// Most keys with a fork-server; runs beyond use fresh interpreters.
-pub(in crate::runner) const MAX_SERVERS: usize = if cfg!(test) { 256 } else { 8 };
-
-pub(in crate::runner) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves its data consistent: a panic elsewhere changes nothing.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+const MAX_SERVERS: usize = if cfg!(test) { 256 } else { 8 };
 
 /// The process-wide fork-servers.
 pub(in crate::runner) static SERVERS: LazyLock<Registry> = LazyLock::new(Registry::new);

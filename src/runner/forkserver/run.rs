@@ -17,10 +17,10 @@ use crate::runner::shim::{python_verdict, ShimRequest, ShimVerdict, MAX_REASON};
 use crate::runner::spec::RunSpec;
 
 /// How long the fork-server may take to answer before the run gives it up.
-pub(in crate::runner) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long to wait for a killed module process's status.
-pub(in crate::runner) const KILL_WAIT: Duration = Duration::from_secs(10);
+const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// How a run offered to a fork-server went.
 pub(in crate::runner) enum Forked {
@@ -35,7 +35,7 @@ pub(in crate::runner) enum Forked {
 }
 
 /// How a forked module process ended.
-pub(in crate::runner) enum ForkEnded {
+enum ForkEnded {
     TimedOut,
     Exited(ExitStatus),
     /// The server went away while it ran: its output ended, its status is unknown.
@@ -202,7 +202,7 @@ pub(in crate::runner) fn run_forked(
 }
 
 /// A forked module process, whose group is killed when this is dropped before it ended.
-pub(in crate::runner) struct ForkedChild {
+struct ForkedChild {
     conn: ServerConn,
     pid: rustix::process::Pid,
     ended: bool,

@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::AtomicU32;
-use std::sync::{mpsc, Mutex, PoisonError};
+use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 #[cfg(test)]
@@ -16,19 +16,24 @@ use tempfile::TempDir;
 
 use super::key::ServerKey;
 use super::protocol::Reply;
-use super::registry::lock;
 use crate::runner::process::spawn;
 use crate::runner::reason::{io_message, one_line, short_duration, status_reason};
 use crate::runner::shim::PYTHON_SHIM;
 
 /// The Python side of the fork-server.
-pub(in crate::runner) const FORK_SERVER: &str = include_str!("server.py");
+const FORK_SERVER: &str = include_str!("server.py");
 
 /// How long a fork-server may take to start (a pyenv shim is slow; a busy machine slower).
-pub(in crate::runner) const SERVER_START_TIMEOUT: Duration = Duration::from_secs(20);
+const SERVER_START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Longest socket path (`sun_path` holds 108 bytes with the NUL).
-pub(in crate::runner) const MAX_SOCKET_PATH: usize = 100;
+const MAX_SOCKET_PATH: usize = 100;
+
+/// Locks `mutex`, also after a panic elsewhere held it.
+pub(in crate::runner) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its data consistent: a panic elsewhere changes nothing.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// A running fork-server.
 pub(in crate::runner) struct ForkServer {
