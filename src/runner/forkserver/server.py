@@ -1,15 +1,15 @@
-# Fork-server for updater's Python entry points (see src/runner.rs, "Fork-server", and SPEC §5).
+# Fork-server for updater's Python entry points (see src/runner/forkserver/, and SPEC §5).
 #
 # Not a standalone script: updater runs
 #     python -u -B -c <this> SHIM_SOURCE SOCKET_PATH BASE_ENV_JSON
 # with the clean environment BASE_ENV_JSON describes (the variables updater passes to every program),
 # stdin from /dev/null, stdout and stderr on pipes, in a process group of its own, and with the parent
-# directory of the modules as working directory. It loads the shim (runner_shim.py) without running
+# directory of the modules as working directory. It loads the shim (../shim.py) without running
 # it, binds SOCKET_PATH and keeps a few module processes forked ahead of their runs. One connection
-# to SOCKET_PATH is one run; lines both ways:
+# to SOCKET_PATH is one run; lines both ways (the Rust side: protocol.rs, Request and Reply):
 #
 #   updater -> {"dir", "file", "args", "root", "name", "verdict", "env", "out", "err"}
-#                                        the run (JSON): the shim's request (runner_shim.py) plus
+#                                        the run (JSON): the shim's request (../shim.py) plus
 #                                        its variables and where its stdout/stderr go (the
 #                                        module's log file, opened for appending)
 #   updater <- "ready" | "error <why>"   set up (nothing of the module ran yet; on error it exits)

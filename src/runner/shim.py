@@ -1,4 +1,4 @@
-# Runs one module's Python entry point for updater (see src/runner.rs, SPEC §5 and §10).
+# Runs one module's Python entry point for updater (see src/runner/shim.rs, SPEC §5 and §10).
 #
 # Not a standalone script: updater embeds it and runs `python -u -B -c <this> REQUEST_JSON` with the
 # module directory as working directory. The request is a JSON object:
@@ -35,7 +35,7 @@
 # "success" (JSON values kept, others repr'd), or null; at most _DETAILS_LIMIT bytes of JSON, else
 # {"truncated": true, "bytes": N}.
 #
-# The fork-server (runner_forkserver.py) runs the same code: it executes this file under another
+# The fork-server (forkserver/server.py) runs the same code: it executes this file under another
 # __name__ (so the last lines do nothing), and each forked module process calls
 # _finish(*_run(REQUEST)) exactly as the last lines do here.
 import sys
