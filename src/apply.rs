@@ -19,9 +19,9 @@ use crate::groups;
 use crate::journal::Journal;
 use crate::layout::Layout;
 use crate::module::ModuleIndex;
+use crate::outcome::{ModuleResult, Outcome};
 use crate::plan::{Action, Decision, ModulePlan, Plan};
 use crate::preserve::{self, escape};
-use crate::report::{ModuleResult, Outcome};
 use crate::runner::{self, Program, RunOutcome, RunSpec};
 use crate::schedule::{self, Node};
 use crate::snapshot;
@@ -398,7 +398,7 @@ fn try_install(
 
     let entry = runner::resolve_entry(&module_dir, index.entry.as_deref())
         .with_context(|| format!("finding the entry point of {name}"))?;
-    fault::point("entry_started", name);
+    fault::at(fault::Point::EntryStarted, name);
     let pgid_file = crate::transaction::pgid_file(layout, name);
     let step = Step {
         name,
@@ -416,11 +416,11 @@ fn try_install(
             None
         }
     };
-    fault::point("entry_done", name);
+    fault::at(fault::Point::EntryDone, name);
     if let Some(health) = &index.health {
         step.run("health check", &health_program(&module_dir, health))?;
     }
-    fault::point("health_done", name);
+    fault::at(fault::Point::HealthDone, name);
     txn.commit()?;
     Ok(Installed::Ran(details))
 }

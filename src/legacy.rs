@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::checksum;
 use crate::clock;
@@ -510,15 +510,15 @@ fn log_report(r: &ChildReport) {
     }
 }
 
-/// Counts of a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counts of a run (`summary` of the `--json` document, fields in its order).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct LegacySummary {
     pub applied: usize,
     /// Failed or refused.
     pub failed: usize,
+    pub skipped: usize,
     /// Of `failed`, those refused (checksum).
     pub refused: usize,
-    pub skipped: usize,
 }
 
 pub fn summarize(reports: &[ChildReport]) -> LegacySummary {
@@ -538,31 +538,45 @@ pub fn summarize(reports: &[ChildReport]) -> LegacySummary {
 }
 
 /// The `--json` document of a legacy run.
+#[derive(Debug, serde::Serialize)]
+pub struct LegacyDocument<'a> {
+    pub command: &'static str,
+    pub manifest: &'a Path,
+    pub entrypoint: &'a str,
+    pub modules: Vec<LegacyRow<'a>>,
+    pub summary: LegacySummary,
+}
+
+/// One child in [`LegacyDocument`].
+#[derive(Debug, serde::Serialize)]
+pub struct LegacyRow<'a> {
+    pub name: &'a str,
+    pub result: &'static str,
+    pub error: Option<&'a str>,
+    pub duration_ms: Option<u128>,
+    /// The upstream spelling.
+    #[serde(rename = "lastApplied")]
+    pub last_applied: Option<&'a str>,
+}
+
+/// The `--json` document of a legacy run.
 pub fn json_document(manifest: &Manifest, reports: &[ChildReport]) -> Value {
-    let s = summarize(reports);
-    let modules: Vec<Value> = reports
+    let modules = reports
         .iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "result": r.result.as_str(),
-                "error": r.error,
-                "duration_ms": r.duration_ms,
-                "lastApplied": r.applied_at,
-            })
+        .map(|r| LegacyRow {
+            name: &r.name,
+            result: r.result.as_str(),
+            error: r.error.as_deref(),
+            duration_ms: r.duration_ms,
+            last_applied: r.applied_at.as_deref(),
         })
         .collect();
-    json!({
-        "command": "legacy",
-        "manifest": manifest.path,
-        "entrypoint": manifest.entrypoint,
-        "modules": modules,
-        "summary": {
-            "applied": s.applied,
-            "failed": s.failed,
-            "skipped": s.skipped,
-            "refused": s.refused,
-        },
+    report::to_value(&LegacyDocument {
+        command: "legacy",
+        manifest: &manifest.path,
+        entrypoint: &manifest.entrypoint,
+        modules,
+        summary: summarize(reports),
     })
 }
 
@@ -622,13 +636,12 @@ pub fn run(cfg: &Config) -> Result<ExitStatus> {
         fs::create_dir_all(&layout.logs())?;
         let ctx = RunContext {
             layout: &layout,
-            python: crate::python::interpreter(
-                cfg.python.as_deref(),
+            python: crate::commands::settings::python(
+                cfg,
                 crate::global_index::GlobalIndex::load(&layout.index())
                     .ok()
                     .flatten()
                     .as_ref(),
-                &cfg.modules_path,
             ),
         };
         let pool = rayon::ThreadPoolBuilder::new()

@@ -27,7 +27,9 @@ pub mod logging;
 pub mod manage;
 pub mod metrics;
 pub mod module;
+pub mod outcome;
 pub mod output;
+pub mod perms;
 pub mod plan;
 pub mod preserve;
 pub mod python;
@@ -76,6 +78,8 @@ impl ExitStatus {
 /// Runs one command. Errors mean the run could not proceed (exit 1). With `--metrics-file`,
 /// the metrics are written after check, sync and legacy, whatever their outcome.
 pub fn run(cfg: &Config) -> Result<ExitStatus> {
+    // The environment is read here, once, before anything can depend on it.
+    commands::settings::environment();
     logging::init(cfg.verbosity, cfg.json);
     if matches!(cfg.command, Command::Sync | Command::Legacy) {
         signals::install()?;
@@ -85,11 +89,11 @@ pub fn run(cfg: &Config) -> Result<ExitStatus> {
     if let Err(e) = &result {
         if cfg.json && !output::json_printed() {
             // SPEC §6b: a run that cannot proceed still prints one document naming the cause.
-            output::json(&serde_json::json!({
-                "command": cfg.command.name(),
-                "modules_path": cfg.modules_path,
-                "error": format!("{e:#}"),
-                "exit_code": ExitStatus::Failure.code(),
+            output::json(&report::to_value(&report::ErrorDocument {
+                command: cfg.command.name(),
+                modules_path: &cfg.modules_path,
+                error: format!("{e:#}"),
+                exit_code: ExitStatus::Failure.code(),
             }));
         }
     }

@@ -1,0 +1,134 @@
+//! The settings stage: the one reader of the process environment (`UPDATER_PYTHON`,
+//! `UPDATER_CRASH_AT`) and of the installed global index's settings (`repository_url`,
+//! `branch`, `require_signed`, `python`, `run`). Each command resolves them here, once, into
+//! [`RepoSettings`] (where to sync from and whom to trust) and [`RunSettings`] (how to run
+//! modules); nothing below `commands` looks at either source again.
+//!
+//! The order of every rung is the SPEC's: the command line first, then the environment (only
+//! the test and debug overrides), then the installed index, then the built-in default.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::config::{Config, RunMode, Verbosity, DEFAULT_REPO_URL};
+use crate::git;
+use crate::global_index::GlobalIndex;
+use crate::layout::Layout;
+
+/// What the process environment says, read once per process.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// `$UPDATER_PYTHON` (non-empty): the interpreter below `--python` (see `python`).
+    pub python: Option<PathBuf>,
+    /// `$UPDATER_CRASH_AT`: the fault point to die at (debug builds; see `fault`).
+    pub crash_at: Option<String>,
+}
+
+static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
+
+/// Reads the environment (once; later calls return the first reading) and arms the fault
+/// points from it. `lib::run` calls this before anything else.
+pub fn environment() -> &'static Environment {
+    ENVIRONMENT.get_or_init(|| {
+        let env = Environment {
+            python: std::env::var_os(crate::python::PYTHON_VAR)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            crash_at: std::env::var("UPDATER_CRASH_AT").ok(),
+        };
+        crate::fault::arm(env.crash_at.clone());
+        env
+    })
+}
+
+/// The clone updater syncs: `--local-repo`, else `<modules-path>/.updater/repo`.
+pub fn clone_path(cfg: &Config, layout: &Layout) -> PathBuf {
+    cfg.local_repo
+        .clone()
+        .unwrap_or_else(|| layout.default_clone())
+}
+
+/// Progress is for people: only on a terminal, never under `--json` or `-q`.
+pub fn show_progress(cfg: &Config) -> bool {
+    !cfg.json
+        && cfg.verbosity != Verbosity::Quiet
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+/// Where to sync from and whom to trust.
+#[derive(Debug, Clone)]
+pub struct RepoSettings {
+    /// `--repo-url`, else the installed index's `metadata.repository_url`, else the upstream
+    /// repository; normalized.
+    pub url: String,
+    /// `--branch`, else the installed index's `metadata.branch`; `None`: the remote's default.
+    pub branch: Option<String>,
+    /// The clone (see [`clone_path`]).
+    pub clone: PathBuf,
+    /// Whether the clone is updater's own (`<modules-path>/.updater/repo`).
+    pub default_clone: bool,
+    /// `--require-signed` or `metadata.require_signed`: the allowed-signers file to verify
+    /// against (`--allowed-signers`, else `<modules-path>/.updater/allowed_signers`).
+    pub allowed_signers: Option<PathBuf>,
+    /// Show transfer progress.
+    pub progress: bool,
+}
+
+impl RepoSettings {
+    pub fn resolve(cfg: &Config, layout: &Layout, installed: Option<&GlobalIndex>) -> RepoSettings {
+        let url = cfg
+            .repo_url
+            .clone()
+            .or_else(|| installed.and_then(|i| i.repository_url().map(str::to_string)))
+            .unwrap_or_else(|| DEFAULT_REPO_URL.to_string());
+        let branch = cfg
+            .branch
+            .clone()
+            .or_else(|| installed.and_then(|i| i.branch().map(str::to_string)));
+        let clone = clone_path(cfg, layout);
+        let require_signed = cfg.require_signed || installed.is_some_and(|i| i.require_signed());
+        let allowed_signers = require_signed.then(|| {
+            cfg.allowed_signers
+                .clone()
+                .unwrap_or_else(|| layout.state_dir().join("allowed_signers"))
+        });
+        RepoSettings {
+            url: git::normalize_url(&url),
+            branch,
+            default_clone: clone == layout.default_clone(),
+            clone,
+            allowed_signers,
+            progress: show_progress(cfg),
+        }
+    }
+}
+
+/// How to run modules.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The interpreter of `main(args)` modules (see [`python`]).
+    pub python: PathBuf,
+    /// `--run`, else the installed index's `metadata.run`, else `updated`.
+    pub run: RunMode,
+}
+
+impl RunSettings {
+    /// Resolves them (a bad `metadata.run` is logged here, once).
+    pub fn resolve(cfg: &Config, installed: Option<&GlobalIndex>) -> RunSettings {
+        RunSettings {
+            python: python(cfg, installed),
+            run: crate::apply::run_mode(cfg.run, installed),
+        }
+    }
+}
+
+/// The interpreter of `main(args)` modules: `--python`, `$UPDATER_PYTHON`, the installed
+/// index's `metadata.python`, the install root's venv, `python3` (see `python::choose`).
+pub fn python(cfg: &Config, installed: Option<&GlobalIndex>) -> PathBuf {
+    crate::python::choose(
+        cfg.python.as_deref(),
+        environment().python.as_deref().map(Path::new),
+        installed.and_then(crate::python::index_python),
+        &cfg.modules_path,
+    )
+}
