@@ -95,7 +95,7 @@ pub fn skipped_name(name: &str) -> bool {
 }
 
 /// Runs the post-sync hooks. Never fails the run: every problem is logged.
-pub fn run_post_sync(layout: &Layout, summary: &RunSummary) {
+pub fn run_post_sync(layout: &Layout, summary: &RunSummary, timeout: Option<Duration>) {
     let dir = layout.post_sync_hooks();
     let names = match crate::fs::list_dir(&dir) {
         Ok(n) => n,
@@ -120,12 +120,7 @@ pub fn run_post_sync(layout: &Layout, summary: &RunSummary) {
     if let Err(e) = crate::fs::write_json_atomic(&summary_path, &summary.document) {
         log::error!("writing the run summary for the hooks: {e:#}");
     }
-    let timeout = std::env::var("UPDATER_HOOK_TIMEOUT_SECS")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .filter(|&s| s > 0)
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
     for name in names {
         let shown = escape(&name.to_string_lossy()).into_owned();
         let path = dir.join(&name);

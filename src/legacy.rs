@@ -34,54 +34,17 @@ use crate::report::{self, SUCCESS_LINE};
 use crate::runner::{self, RunSpec};
 use crate::ExitStatus;
 
+mod results;
+use results::log_report;
+pub use results::{
+    json_document, summarize, ChildReport, LegacyDocument, LegacyResult, LegacyRow, LegacySummary,
+};
+
 /// The entrypoint used when the manifest names none.
 pub const DEFAULT_ENTRYPOINT: &str = "all_services";
 
 /// The manifest's file name inside the install root.
 pub const MANIFEST_FILE: &str = "manifest.json";
-
-/// What happened to one child of the entrypoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LegacyResult {
-    Applied,
-    Failed,
-    Refused,
-    Skipped,
-}
-
-impl LegacyResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LegacyResult::Applied => "applied",
-            LegacyResult::Failed => "failed",
-            LegacyResult::Refused => "refused",
-            LegacyResult::Skipped => "skipped",
-        }
-    }
-}
-
-/// The outcome of one child.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChildReport {
-    pub name: String,
-    pub result: LegacyResult,
-    pub error: Option<String>,
-    pub duration_ms: Option<u128>,
-    /// When it was applied (`YYYY-MM-DDTHH:MM:SSZ`), for `lastApplied`.
-    pub applied_at: Option<String>,
-}
-
-impl ChildReport {
-    fn new(name: &str, result: LegacyResult, error: Option<String>) -> ChildReport {
-        ChildReport {
-            name: name.to_string(),
-            result,
-            error,
-            duration_ms: None,
-            applied_at: None,
-        }
-    }
-}
 
 /// A parsed, validated manifest. `doc` is the whole document, kept for the rewrite.
 #[derive(Debug, Clone)]
@@ -496,88 +459,6 @@ fn run_job(ctx: &RunContext, job: &Job) -> ChildReport {
             Some(format!("running the entry point: {e:#}")),
         ),
     }
-}
-
-/// Logs one child's final line.
-fn log_report(r: &ChildReport) {
-    let reason = r.error.as_deref().unwrap_or("unknown reason");
-    match r.result {
-        LegacyResult::Applied => log::info!("✓ Module {} applied", r.name),
-        LegacyResult::Failed | LegacyResult::Refused => {
-            log::error!("✗ Module {} failed: {reason}", r.name)
-        }
-        LegacyResult::Skipped => log::info!("Module {} skipped: {reason}", r.name),
-    }
-}
-
-/// Counts of a run (`summary` of the `--json` document, fields in its order).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct LegacySummary {
-    pub applied: usize,
-    /// Failed or refused.
-    pub failed: usize,
-    pub skipped: usize,
-    /// Of `failed`, those refused (checksum).
-    pub refused: usize,
-}
-
-pub fn summarize(reports: &[ChildReport]) -> LegacySummary {
-    let mut s = LegacySummary::default();
-    for r in reports {
-        match r.result {
-            LegacyResult::Applied => s.applied += 1,
-            LegacyResult::Failed => s.failed += 1,
-            LegacyResult::Refused => {
-                s.failed += 1;
-                s.refused += 1;
-            }
-            LegacyResult::Skipped => s.skipped += 1,
-        }
-    }
-    s
-}
-
-/// The `--json` document of a legacy run.
-#[derive(Debug, serde::Serialize)]
-pub struct LegacyDocument<'a> {
-    pub command: &'static str,
-    pub manifest: &'a Path,
-    pub entrypoint: &'a str,
-    pub modules: Vec<LegacyRow<'a>>,
-    pub summary: LegacySummary,
-}
-
-/// One child in [`LegacyDocument`].
-#[derive(Debug, serde::Serialize)]
-pub struct LegacyRow<'a> {
-    pub name: &'a str,
-    pub result: &'static str,
-    pub error: Option<&'a str>,
-    pub duration_ms: Option<u128>,
-    /// The upstream spelling.
-    #[serde(rename = "lastApplied")]
-    pub last_applied: Option<&'a str>,
-}
-
-/// The `--json` document of a legacy run.
-pub fn json_document(manifest: &Manifest, reports: &[ChildReport]) -> Value {
-    let modules = reports
-        .iter()
-        .map(|r| LegacyRow {
-            name: &r.name,
-            result: r.result.as_str(),
-            error: r.error.as_deref(),
-            duration_ms: r.duration_ms,
-            last_applied: r.applied_at.as_deref(),
-        })
-        .collect();
-    report::to_value(&LegacyDocument {
-        command: "legacy",
-        manifest: &manifest.path,
-        entrypoint: &manifest.entrypoint,
-        modules,
-        summary: summarize(reports),
-    })
 }
 
 /// `updater legacy` / `updater --legacy`.

@@ -118,7 +118,11 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
         doc,
         code.code(),
     );
-    crate::hooks::run_post_sync(layout, &summary);
+    crate::hooks::run_post_sync(
+        layout,
+        &summary,
+        super::settings::environment().hook_timeout,
+    );
     if s.to_apply > 0 {
         log::info!(
             "Applied {} of {} modules; {} failed, {} skipped",
