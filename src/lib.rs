@@ -3,7 +3,10 @@
 //! The pipeline of one run, one module per concept, data flowing one way:
 //! `fs::RunLock` (lock) → `recover` → `git` (sync) → `plan` → `apply` (`schedule`,
 //! `transaction`, `runner`) → `global_index` / `state` / `report`. `commands` strings them
-//! together for each command; `cli` turns arguments into a validated `config::Config`.
+//! together for each command (one file per command; `commands::settings` is the only reader of
+//! the environment and of the installed index's settings; `perms` holds the permission rules);
+//! `cli` turns arguments into a validated `config::Config`; `outcome` is the typed result of each
+//! module; `output` is the only printer. See "Architecture" in the README.
 
 pub mod apply;
 pub mod checksum;

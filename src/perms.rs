@@ -83,3 +83,42 @@ pub fn refuse_unsafe_signers(path: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    #[test]
+    fn a_world_writable_path_is_unsafe_and_a_private_one_is_not() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("root");
+        std::fs::create_dir(&dir).expect("mkdir");
+        chmod(&dir, 0o755);
+        assert_eq!(unsafe_permissions(&dir), None);
+        chmod(&dir, 0o777);
+        let problem = unsafe_permissions(&dir).expect("world-writable is unsafe");
+        assert!(problem.contains("writable by every user"), "{problem}");
+        assert!(problem.contains(&dir.display().to_string()), "{problem}");
+        // A path that does not exist has no permissions to fault.
+        assert_eq!(unsafe_permissions(&tmp.path().join("absent")), None);
+    }
+
+    #[test]
+    fn only_root_refuses_to_run_on_a_world_writable_install_root() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::new(tmp.path());
+        chmod(tmp.path(), 0o777);
+        let result = refuse_unsafe_run_paths(&layout, &layout.default_clone());
+        assert_eq!(result.is_err(), fs::is_root(), "{result:?}");
+        if let Err(e) = result {
+            assert!(format!("{e}").contains("refusing to run as root"), "{e}");
+        }
+        chmod(tmp.path(), 0o700);
+        assert!(refuse_unsafe_run_paths(&layout, &layout.default_clone()).is_ok());
+    }
+}

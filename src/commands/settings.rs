@@ -140,3 +140,82 @@ pub fn python(cfg: &Config, installed: Option<&GlobalIndex>) -> PathBuf {
         &cfg.modules_path,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> Config {
+        let mut v = vec!["updater", "--modules-path", "/srv/updates"];
+        v.extend_from_slice(args);
+        crate::cli::Cli::try_parse_from(v)
+            .expect("arguments parse")
+            .into_config()
+            .expect("arguments are valid")
+    }
+
+    fn index(text: &str) -> GlobalIndex {
+        GlobalIndex::parse(Path::new("/srv/updates/index.json"), text).expect("index parses")
+    }
+
+    #[test]
+    fn repository_settings_take_the_command_line_then_the_installed_index_then_the_default() {
+        let layout = Layout::new(Path::new("/srv/updates"));
+        let installed = index(
+            r#"{"metadata": {"repository_url": "https://example.org/u.git", "branch": "dev",
+                "require_signed": true}}"#,
+        );
+        // Nothing given, nothing installed: upstream, the remote's default branch, the own clone,
+        // no signature check.
+        let s = RepoSettings::resolve(&config(&["check"]), &layout, None);
+        assert_eq!(s.url, DEFAULT_REPO_URL);
+        assert_eq!(s.branch, None);
+        assert_eq!(s.clone, layout.default_clone());
+        assert!(s.default_clone);
+        assert_eq!(s.allowed_signers, None);
+        // The installed index's settings.
+        let s = RepoSettings::resolve(&config(&["check"]), &layout, Some(&installed));
+        assert_eq!(s.url, "https://example.org/u.git");
+        assert_eq!(s.branch.as_deref(), Some("dev"));
+        assert_eq!(
+            s.allowed_signers,
+            Some(layout.state_dir().join("allowed_signers"))
+        );
+        // The command line beats them.
+        let cfg = config(&[
+            "--repo-url",
+            "https://example.com/other.git",
+            "--branch",
+            "main",
+            "--local-repo",
+            "/tmp/clone",
+            "--allowed-signers",
+            "/etc/updater/signers",
+            "check",
+        ]);
+        let s = RepoSettings::resolve(&cfg, &layout, Some(&installed));
+        assert_eq!(s.url, "https://example.com/other.git");
+        assert_eq!(s.branch.as_deref(), Some("main"));
+        assert_eq!(s.clone, PathBuf::from("/tmp/clone"));
+        assert!(!s.default_clone);
+        assert_eq!(
+            s.allowed_signers,
+            Some(PathBuf::from("/etc/updater/signers"))
+        );
+    }
+
+    #[test]
+    fn run_settings_take_the_command_line_then_the_installed_index() {
+        let installed =
+            index(r#"{"metadata": {"run": "enabled", "python": "/opt/py/bin/python3"}}"#);
+        let s = RunSettings::resolve(&config(&["sync"]), Some(&installed));
+        assert_eq!(s.run, RunMode::Enabled);
+        let s = RunSettings::resolve(
+            &config(&["--run", "updated", "--python", "/usr/bin/python3", "sync"]),
+            Some(&installed),
+        );
+        assert_eq!(s.run, RunMode::Updated);
+        assert_eq!(s.python, PathBuf::from("/usr/bin/python3"));
+    }
+}
