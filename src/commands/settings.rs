@@ -125,8 +125,35 @@ impl RunSettings {
     pub fn resolve(cfg: &Config, installed: Option<&GlobalIndex>) -> RunSettings {
         RunSettings {
             python: python(cfg, installed),
-            run: crate::apply::run_mode(cfg.run, installed),
+            run: run_mode(cfg.run, installed),
         }
+    }
+}
+
+/// The run mode: `--run`, else the installed index's `metadata.run` (`updated` or `enabled`;
+/// anything else is a warning and the default), else `updated`.
+pub fn run_mode(cli: Option<RunMode>, installed: Option<&GlobalIndex>) -> RunMode {
+    if let Some(m) = cli {
+        return m;
+    }
+    let value = installed
+        .and_then(|i| i.doc.get("metadata"))
+        .and_then(|m| m.get("run"));
+    match value {
+        None | Some(serde_json::Value::Null) => RunMode::default(),
+        Some(v) => match v.as_str().and_then(RunMode::parse) {
+            Some(m) => m,
+            None => {
+                log::warn!(
+                    "{}: `metadata.run` {} is not \"updated\" or \"enabled\"; using updated",
+                    installed
+                        .map(|i| i.path.display().to_string())
+                        .unwrap_or_default(),
+                    crate::output::escape(&v.to_string())
+                );
+                RunMode::default()
+            }
+        },
     }
 }
 
@@ -217,5 +244,19 @@ mod tests {
         );
         assert_eq!(s.run, RunMode::Updated);
         assert_eq!(s.python, PathBuf::from("/usr/bin/python3"));
+    }
+
+    #[test]
+    fn run_mode_comes_from_the_command_line_then_the_index() {
+        let idx = |t: &str| GlobalIndex::parse(Path::new("/i.json"), t).unwrap();
+        let enabled = idx(r#"{"metadata": {"run": "enabled"}}"#);
+        let bad = idx(r#"{"metadata": {"run": "always\n"}}"#);
+        assert_eq!(run_mode(None, None), RunMode::Updated);
+        assert_eq!(run_mode(None, Some(&enabled)), RunMode::Enabled);
+        assert_eq!(
+            run_mode(Some(RunMode::Updated), Some(&enabled)),
+            RunMode::Updated
+        );
+        assert_eq!(run_mode(None, Some(&bad)), RunMode::Updated);
     }
 }
