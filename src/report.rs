@@ -212,3 +212,87 @@ pub fn to_value<T: Serialize>(doc: &T) -> Value {
 pub fn print_json(value: &Value) {
     crate::output::json(value);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn text<T: Serialize>(doc: &T) -> String {
+        to_value(doc).to_string()
+    }
+
+    #[test]
+    fn the_run_document_has_the_fields_of_spec_6b_in_their_order() {
+        let doc = RunDocument {
+            command: "sync",
+            repository: RepositoryRow {
+                url: "https://x/r.git",
+                branch: "main",
+                commit: "abc",
+            },
+            modules: vec![ModuleRow {
+                name: "web",
+                decision: "update",
+                installed: Some("1.0.0"),
+                available: Some("1.1.0"),
+                result: ModuleResult::Ran.json_word(),
+                error: None,
+                duration_ms: Some(5),
+                details: None,
+            }],
+            summary: Summary {
+                to_apply: 1,
+                applied: 2,
+                failed: 3,
+                skipped: 4,
+                invalid: 5,
+                standby: 6,
+            },
+        };
+        let expected = json!({
+            "command": "sync",
+            "repository": {"url": "https://x/r.git", "branch": "main", "commit": "abc"},
+            "modules": [{
+                "name": "web",
+                "decision": "update",
+                "installed": "1.0.0",
+                "available": "1.1.0",
+                "result": null,
+                "error": null,
+                "duration_ms": 5,
+                "details": null,
+            }],
+            "summary": {
+                "to_apply": 1, "applied": 2, "failed": 3, "skipped": 4, "invalid": 5, "standby": 6,
+            },
+        });
+        assert_eq!(text(&doc), expected.to_string());
+    }
+
+    #[test]
+    fn the_error_and_doctor_documents_have_the_fields_of_before_in_their_order() {
+        let doc = ErrorDocument {
+            command: "check",
+            modules_path: std::path::Path::new("/srv/updates"),
+            error: "no".into(),
+            exit_code: 1,
+        };
+        let expected = json!({
+            "command": "check", "modules_path": "/srv/updates", "error": "no", "exit_code": 1,
+        });
+        assert_eq!(text(&doc), expected.to_string());
+        let doc = crate::doctor::DoctorDocument {
+            command: "doctor",
+            ok: false,
+            findings: vec![crate::doctor::FindingRow {
+                problem: "p",
+                fix: "f",
+            }],
+        };
+        let expected = json!({
+            "command": "doctor", "ok": false, "findings": [{"problem": "p", "fix": "f"}],
+        });
+        assert_eq!(text(&doc), expected.to_string());
+    }
+}

@@ -129,3 +129,51 @@ pub fn status(cfg: &Config) -> Result<ExitStatus> {
     }
     Ok(ExitStatus::Success)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_json_document_has_the_fields_of_before_in_their_order() {
+        let doc = StatusDocument {
+            command: "status",
+            modules_path: Path::new("/srv/updates"),
+            last_commit: Some("abc"),
+            last_run: None,
+            modules: vec![StatusRow {
+                name: "web".into(),
+                version: Some("1.0.0".into()),
+                enabled: Some(true),
+                last_result: Some("applied".into()),
+                last_time: None,
+                last_error: None,
+                error: None,
+                has_backup: false,
+            }],
+            pending_repairs: vec!["x".into()],
+        };
+        let expected = json!({
+            "command": "status",
+            "modules_path": "/srv/updates",
+            "last_commit": "abc",
+            "last_run": null,
+            "modules": [{
+                "name": "web",
+                "version": "1.0.0",
+                "enabled": true,
+                "last_result": "applied",
+                "last_time": null,
+                "last_error": null,
+                "error": null,
+                "has_backup": false,
+            }],
+            "pending_repairs": ["x"],
+        });
+        assert_eq!(
+            crate::report::to_value(&doc).to_string(),
+            expected.to_string()
+        );
+    }
+}

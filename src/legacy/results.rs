@@ -131,3 +131,48 @@ pub fn json_document(manifest: &Manifest, reports: &[ChildReport]) -> Value {
         summary: summarize(reports),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_json_document_has_the_fields_of_before_in_their_order() {
+        let doc = LegacyDocument {
+            command: "legacy",
+            manifest: Path::new("/srv/updates/manifest.json"),
+            entrypoint: "all_services",
+            modules: vec![LegacyRow {
+                name: "adblock",
+                result: LegacyResult::Applied.as_str(),
+                error: None,
+                duration_ms: Some(12),
+                last_applied: Some("2024-06-10T15:23:00Z"),
+            }],
+            summary: LegacySummary {
+                applied: 1,
+                failed: 2,
+                skipped: 3,
+                refused: 1,
+            },
+        };
+        let expected = json!({
+            "command": "legacy",
+            "manifest": "/srv/updates/manifest.json",
+            "entrypoint": "all_services",
+            "modules": [{
+                "name": "adblock",
+                "result": "applied",
+                "error": null,
+                "duration_ms": 12,
+                "lastApplied": "2024-06-10T15:23:00Z",
+            }],
+            "summary": {"applied": 1, "failed": 2, "skipped": 3, "refused": 1},
+        });
+        assert_eq!(
+            crate::report::to_value(&doc).to_string(),
+            expected.to_string()
+        );
+    }
+}
