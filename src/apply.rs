@@ -14,14 +14,13 @@ use anyhow::{Context, Result};
 use crate::config::RunMode;
 use crate::fault;
 use crate::fs;
-use crate::global_index::GlobalIndex;
 use crate::groups;
 use crate::journal::Journal;
 use crate::layout::Layout;
 use crate::module::ModuleIndex;
+use crate::outcome::{ModuleResult, Outcome};
 use crate::plan::{Action, Decision, ModulePlan, Plan};
 use crate::preserve::{self, escape};
-use crate::report::{ModuleResult, Outcome};
 use crate::runner::{self, Program, RunOutcome, RunSpec};
 use crate::schedule::{self, Node};
 use crate::snapshot;
@@ -72,33 +71,6 @@ impl Progress {
             self.total,
             crate::output::escape(&running)
         ));
-    }
-}
-
-/// The run mode: `--run`, else the installed index's `metadata.run` (`updated` or `enabled`;
-/// anything else is a warning and the default), else `updated`.
-pub fn run_mode(cli: Option<RunMode>, installed: Option<&GlobalIndex>) -> RunMode {
-    if let Some(m) = cli {
-        return m;
-    }
-    let value = installed
-        .and_then(|i| i.doc.get("metadata"))
-        .and_then(|m| m.get("run"));
-    match value {
-        None | Some(serde_json::Value::Null) => RunMode::default(),
-        Some(v) => match v.as_str().and_then(RunMode::parse) {
-            Some(m) => m,
-            None => {
-                log::warn!(
-                    "{}: `metadata.run` {} is not \"updated\" or \"enabled\"; using updated",
-                    installed
-                        .map(|i| i.path.display().to_string())
-                        .unwrap_or_default(),
-                    escape(&v.to_string())
-                );
-                RunMode::default()
-            }
-        },
     }
 }
 
@@ -397,7 +369,7 @@ fn try_install(
 
     let entry = runner::resolve_entry(&module_dir, index.entry.as_deref())
         .with_context(|| format!("finding the entry point of {name}"))?;
-    fault::point("entry_started", name);
+    fault::at(fault::Point::EntryStarted, name);
     let details = match &entry {
         Some(program) => step.run("entry point", program)?,
         None => {
@@ -405,11 +377,11 @@ fn try_install(
             None
         }
     };
-    fault::point("entry_done", name);
+    fault::at(fault::Point::EntryDone, name);
     if let Some(health) = &index.health {
         step.run("health check", &health_program(&module_dir, health))?;
     }
-    fault::point("health_done", name);
+    fault::at(fault::Point::HealthDone, name);
     txn.commit()?;
     Ok(Installed::Ran(details))
 }
@@ -608,23 +580,4 @@ fn environment(
         ("UPDATER_BACKUP_DIR".into(), old.map(s).unwrap_or_default()),
         ("UPDATER_MODULES_PATH".into(), s(&layout.root)),
     ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_mode_comes_from_the_command_line_then_the_index() {
-        let idx = |t: &str| GlobalIndex::parse(Path::new("/i.json"), t).unwrap();
-        let enabled = idx(r#"{"metadata": {"run": "enabled"}}"#);
-        let bad = idx(r#"{"metadata": {"run": "always\n"}}"#);
-        assert_eq!(run_mode(None, None), RunMode::Updated);
-        assert_eq!(run_mode(None, Some(&enabled)), RunMode::Enabled);
-        assert_eq!(
-            run_mode(Some(RunMode::Updated), Some(&enabled)),
-            RunMode::Updated
-        );
-        assert_eq!(run_mode(None, Some(&bad)), RunMode::Updated);
-    }
 }

@@ -114,7 +114,7 @@ pub struct Config {
     pub metrics_file: Option<PathBuf>,
     /// The total time git network work may take (`--git-timeout`, default 10 min).
     pub git_timeout: std::time::Duration,
-    /// `--python`: the interpreter for `main(args)` modules (see `python::interpreter`).
+    /// `--python`: the interpreter for `main(args)` modules (see `commands::settings::python`).
     pub python: Option<PathBuf>,
     /// `--run`; `None`: the installed index's `metadata.run`, else `updated`.
     pub run: Option<RunMode>,

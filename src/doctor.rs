@@ -2,11 +2,9 @@
 //! with what to do about it. Exit 0 when all is well, 1 when something needs attention.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
 use anyhow::Result;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::config::Config;
 use crate::fs;
@@ -31,35 +29,6 @@ fn finding(what: impl Into<String>, fix: impl Into<String>) -> Finding {
         what: what.into(),
         fix: fix.into(),
     }
-}
-
-/// Permission problems of a directory that root trusts: writable by other users.
-pub fn unsafe_permissions(path: &Path) -> Option<String> {
-    let m = std::fs::symlink_metadata(path).ok()?;
-    let mode = m.mode();
-    if mode & 0o002 != 0 {
-        return Some(format!(
-            "{} is writable by every user (mode {:o})",
-            path.display(),
-            mode & 0o7777
-        ));
-    }
-    if mode & 0o020 != 0 && m.gid() != 0 {
-        return Some(format!(
-            "{} is writable by group {} (mode {:o})",
-            path.display(),
-            m.gid(),
-            mode & 0o7777
-        ));
-    }
-    if fs::is_root() && m.uid() != 0 {
-        return Some(format!(
-            "{} is owned by uid {}, not root",
-            path.display(),
-            m.uid()
-        ));
-    }
-    None
 }
 
 /// Everything `doctor` checks.
@@ -247,10 +216,7 @@ pub fn examine(cfg: &Config) -> Vec<Finding> {
             "delete it; it only holds history",
         ));
     }
-    let clone = cfg
-        .local_repo
-        .clone()
-        .unwrap_or_else(|| layout.default_clone());
+    let clone = crate::commands::settings::clone_path(cfg, &layout);
     let default_clone = clone == layout.default_clone();
     if let Some(why) = git::refuse_foreign_clone(&clone, default_clone) {
         out.push(finding(
@@ -270,13 +236,8 @@ pub fn examine(cfg: &Config) -> Vec<Finding> {
         }
     }
     if fs::is_root() {
-        for p in [
-            layout.root.clone(),
-            layout.state_dir(),
-            layout.modules(),
-            clone,
-        ] {
-            if let Some(problem) = unsafe_permissions(&p) {
+        for p in crate::perms::run_paths(&layout, &clone) {
+            if let Some(problem) = crate::perms::unsafe_permissions(&p) {
                 out.push(finding(
                     problem,
                     format!("chown root:root {0} && chmod go-w {0}", p.display()),
@@ -287,17 +248,37 @@ pub fn examine(cfg: &Config) -> Vec<Finding> {
     out
 }
 
+/// The `--json` document of `updater doctor`.
+#[derive(Debug, Serialize)]
+pub struct DoctorDocument<'a> {
+    pub command: &'static str,
+    pub ok: bool,
+    pub findings: Vec<FindingRow<'a>>,
+}
+
+/// One finding in [`DoctorDocument`].
+#[derive(Debug, Serialize)]
+pub struct FindingRow<'a> {
+    pub problem: &'a str,
+    pub fix: &'a str,
+}
+
 /// `updater doctor`.
 pub fn command(cfg: &Config) -> Result<ExitStatus> {
     let findings = examine(cfg);
     if cfg.json {
-        let items: Vec<_> = findings
+        let items = findings
             .iter()
-            .map(|f| json!({"problem": f.what, "fix": f.fix}))
+            .map(|f| FindingRow {
+                problem: &f.what,
+                fix: &f.fix,
+            })
             .collect();
-        report::print_json(
-            &json!({"command": "doctor", "ok": findings.is_empty(), "findings": items}),
-        );
+        report::print_json(&report::to_value(&DoctorDocument {
+            command: "doctor",
+            ok: findings.is_empty(),
+            findings: items,
+        }));
     } else if findings.is_empty() {
         crate::output::out(&format!(
             "No problems found in {}",

@@ -53,7 +53,7 @@ impl RunSummary {
     /// The summary of a sync from its module outcomes, framework row, commit, `--json` document
     /// and exit code.
     pub fn of(
-        outcomes: &std::collections::BTreeMap<String, crate::report::Outcome>,
+        outcomes: &std::collections::BTreeMap<String, crate::outcome::Outcome>,
         framework: Option<&crate::framework::Row>,
         commit: &str,
         document: serde_json::Value,
@@ -95,7 +95,7 @@ pub fn skipped_name(name: &str) -> bool {
 }
 
 /// Runs the post-sync hooks. Never fails the run: every problem is logged.
-pub fn run_post_sync(layout: &Layout, summary: &RunSummary) {
+pub fn run_post_sync(layout: &Layout, summary: &RunSummary, timeout: Option<Duration>) {
     let dir = layout.post_sync_hooks();
     let names = match crate::fs::list_dir(&dir) {
         Ok(n) => n,
@@ -110,7 +110,7 @@ pub fn run_post_sync(layout: &Layout, summary: &RunSummary) {
     if crate::fs::is_root() {
         // Whoever can write the directories can add a hook that runs as root.
         for d in [dir.parent().unwrap_or(&dir), dir.as_path()] {
-            if let Some(problem) = crate::doctor::unsafe_permissions(d) {
+            if let Some(problem) = crate::perms::unsafe_permissions(d) {
                 log::error!("post-sync hooks refused: {problem}");
                 return;
             }
@@ -120,12 +120,7 @@ pub fn run_post_sync(layout: &Layout, summary: &RunSummary) {
     if let Err(e) = crate::fs::write_json_atomic(&summary_path, &summary.document) {
         log::error!("writing the run summary for the hooks: {e:#}");
     }
-    let timeout = std::env::var("UPDATER_HOOK_TIMEOUT_SECS")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .filter(|&s| s > 0)
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
     for name in names {
         let shown = escape(&name.to_string_lossy()).into_owned();
         let path = dir.join(&name);
@@ -151,8 +146,8 @@ pub fn run_post_sync(layout: &Layout, summary: &RunSummary) {
         if crate::fs::is_root() {
             // The hook and, for a symlink, the file it resolves to.
             let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            if let Some(problem) = crate::doctor::unsafe_permissions(&path)
-                .or_else(|| crate::doctor::unsafe_permissions(&real))
+            if let Some(problem) = crate::perms::unsafe_permissions(&path)
+                .or_else(|| crate::perms::unsafe_permissions(&real))
             {
                 log::error!("post-sync hook {shown} refused: {problem}");
                 continue;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::checksum;
 use crate::clock;
@@ -34,54 +34,17 @@ use crate::report::{self, SUCCESS_LINE};
 use crate::runner::{self, RunSpec};
 use crate::ExitStatus;
 
+mod results;
+use results::log_report;
+pub use results::{
+    json_document, summarize, ChildReport, LegacyDocument, LegacyResult, LegacyRow, LegacySummary,
+};
+
 /// The entrypoint used when the manifest names none.
 pub const DEFAULT_ENTRYPOINT: &str = "all_services";
 
 /// The manifest's file name inside the install root.
 pub const MANIFEST_FILE: &str = "manifest.json";
-
-/// What happened to one child of the entrypoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LegacyResult {
-    Applied,
-    Failed,
-    Refused,
-    Skipped,
-}
-
-impl LegacyResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LegacyResult::Applied => "applied",
-            LegacyResult::Failed => "failed",
-            LegacyResult::Refused => "refused",
-            LegacyResult::Skipped => "skipped",
-        }
-    }
-}
-
-/// The outcome of one child.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChildReport {
-    pub name: String,
-    pub result: LegacyResult,
-    pub error: Option<String>,
-    pub duration_ms: Option<u128>,
-    /// When it was applied (`YYYY-MM-DDTHH:MM:SSZ`), for `lastApplied`.
-    pub applied_at: Option<String>,
-}
-
-impl ChildReport {
-    fn new(name: &str, result: LegacyResult, error: Option<String>) -> ChildReport {
-        ChildReport {
-            name: name.to_string(),
-            result,
-            error,
-            duration_ms: None,
-            applied_at: None,
-        }
-    }
-}
 
 /// A parsed, validated manifest. `doc` is the whole document, kept for the rewrite.
 #[derive(Debug, Clone)]
@@ -498,74 +461,6 @@ fn run_job(ctx: &RunContext, job: &Job) -> ChildReport {
     }
 }
 
-/// Logs one child's final line.
-fn log_report(r: &ChildReport) {
-    let reason = r.error.as_deref().unwrap_or("unknown reason");
-    match r.result {
-        LegacyResult::Applied => log::info!("✓ Module {} applied", r.name),
-        LegacyResult::Failed | LegacyResult::Refused => {
-            log::error!("✗ Module {} failed: {reason}", r.name)
-        }
-        LegacyResult::Skipped => log::info!("Module {} skipped: {reason}", r.name),
-    }
-}
-
-/// Counts of a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LegacySummary {
-    pub applied: usize,
-    /// Failed or refused.
-    pub failed: usize,
-    /// Of `failed`, those refused (checksum).
-    pub refused: usize,
-    pub skipped: usize,
-}
-
-pub fn summarize(reports: &[ChildReport]) -> LegacySummary {
-    let mut s = LegacySummary::default();
-    for r in reports {
-        match r.result {
-            LegacyResult::Applied => s.applied += 1,
-            LegacyResult::Failed => s.failed += 1,
-            LegacyResult::Refused => {
-                s.failed += 1;
-                s.refused += 1;
-            }
-            LegacyResult::Skipped => s.skipped += 1,
-        }
-    }
-    s
-}
-
-/// The `--json` document of a legacy run.
-pub fn json_document(manifest: &Manifest, reports: &[ChildReport]) -> Value {
-    let s = summarize(reports);
-    let modules: Vec<Value> = reports
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "result": r.result.as_str(),
-                "error": r.error,
-                "duration_ms": r.duration_ms,
-                "lastApplied": r.applied_at,
-            })
-        })
-        .collect();
-    json!({
-        "command": "legacy",
-        "manifest": manifest.path,
-        "entrypoint": manifest.entrypoint,
-        "modules": modules,
-        "summary": {
-            "applied": s.applied,
-            "failed": s.failed,
-            "skipped": s.skipped,
-            "refused": s.refused,
-        },
-    })
-}
-
 /// `updater legacy` / `updater --legacy`.
 pub fn run(cfg: &Config) -> Result<ExitStatus> {
     let layout = Layout::new(&cfg.modules_path);
@@ -622,13 +517,12 @@ pub fn run(cfg: &Config) -> Result<ExitStatus> {
         fs::create_dir_all(&layout.logs())?;
         let ctx = RunContext {
             layout: &layout,
-            python: crate::python::interpreter(
-                cfg.python.as_deref(),
+            python: crate::commands::settings::python(
+                cfg,
                 crate::global_index::GlobalIndex::load(&layout.index())
                     .ok()
                     .flatten()
                     .as_ref(),
-                &cfg.modules_path,
             ),
         };
         let pool = rayon::ThreadPoolBuilder::new()

@@ -3,7 +3,10 @@
 //! The pipeline of one run, one module per concept, data flowing one way:
 //! `fs::RunLock` (lock) → `recover` → `git` (sync) → `plan` → `apply` (`schedule`,
 //! `transaction`, `runner`) → `global_index` / `state` / `report`. `commands` strings them
-//! together for each command; `cli` turns arguments into a validated `config::Config`.
+//! together for each command (one file per command; `commands::settings` is the only reader of
+//! the environment and of the installed index's settings; `perms` holds the permission rules);
+//! `cli` turns arguments into a validated `config::Config`; `outcome` is the typed result of each
+//! module; `output` is the only printer. See "Architecture" in the README.
 
 pub mod apply;
 pub mod checksum;
@@ -27,7 +30,9 @@ pub mod logging;
 pub mod manage;
 pub mod metrics;
 pub mod module;
+pub mod outcome;
 pub mod output;
+pub mod perms;
 pub mod plan;
 pub mod preserve;
 pub mod python;
@@ -76,6 +81,8 @@ impl ExitStatus {
 /// Runs one command. Errors mean the run could not proceed (exit 1). With `--metrics-file`,
 /// the metrics are written after check, sync and legacy, whatever their outcome.
 pub fn run(cfg: &Config) -> Result<ExitStatus> {
+    // The environment is read here, once, before anything can depend on it.
+    commands::settings::environment();
     logging::init(cfg.verbosity, cfg.json);
     if matches!(cfg.command, Command::Sync | Command::Legacy) {
         signals::install()?;
@@ -85,11 +92,11 @@ pub fn run(cfg: &Config) -> Result<ExitStatus> {
     if let Err(e) = &result {
         if cfg.json && !output::json_printed() {
             // SPEC §6b: a run that cannot proceed still prints one document naming the cause.
-            output::json(&serde_json::json!({
-                "command": cfg.command.name(),
-                "modules_path": cfg.modules_path,
-                "error": format!("{e:#}"),
-                "exit_code": ExitStatus::Failure.code(),
+            output::json(&report::to_value(&report::ErrorDocument {
+                command: cfg.command.name(),
+                modules_path: &cfg.modules_path,
+                error: format!("{e:#}"),
+                exit_code: ExitStatus::Failure.code(),
             }));
         }
     }

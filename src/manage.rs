@@ -4,8 +4,11 @@
 //! upstream formats (log lines the UI parses) and edit the installed module index under the run
 //! lock, atomically, keeping every other key in its order.
 
+use std::path::Path;
+
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::commands;
 use crate::config::Config;
@@ -15,6 +18,7 @@ use crate::layout::Layout;
 use crate::module::{self, ModuleIndex};
 use crate::output;
 use crate::recover;
+use crate::report;
 use crate::state::State;
 use crate::ExitStatus;
 
@@ -104,6 +108,83 @@ struct Row {
     branch: Option<(String, String)>,
 }
 
+/// One module of the `--json` document of `list` (and the head of `module-status`'s).
+#[derive(Debug, Serialize)]
+pub struct ListRow<'a> {
+    pub name: &'a str,
+    pub enabled: bool,
+    pub version: &'a str,
+    pub description: &'a str,
+    pub branch: Option<&'a str>,
+    pub default_branch: Option<&'a str>,
+}
+
+impl<'a> ListRow<'a> {
+    fn of(r: &'a Row) -> ListRow<'a> {
+        ListRow {
+            name: &r.name,
+            enabled: r.enabled,
+            version: &r.version,
+            description: &r.description,
+            branch: r.branch.as_ref().map(|b| b.0.as_str()),
+            default_branch: r.branch.as_ref().map(|b| b.1.as_str()),
+        }
+    }
+}
+
+/// The `--json` document of `list` / `--list-modules` / `--all-status`.
+#[derive(Debug, Serialize)]
+pub struct ListDocument<'a> {
+    pub command: &'static str,
+    pub modules_path: &'a Path,
+    pub modules: Vec<ListRow<'a>>,
+    pub total: usize,
+    pub enabled: usize,
+    pub disabled: usize,
+    pub pending_repairs: Vec<String>,
+}
+
+/// The `--json` document of `--module-status M`.
+#[derive(Debug, Serialize)]
+pub struct ModuleStatusDocument<'a> {
+    pub command: &'static str,
+    pub name: &'a str,
+    pub enabled: bool,
+    pub version: &'a str,
+    pub description: &'a str,
+    pub branch: Option<&'a str>,
+    pub default_branch: Option<&'a str>,
+    pub components: Vec<ComponentRow<'a>>,
+    pub last_result: Option<&'a str>,
+    pub last_time: Option<&'a str>,
+    pub pending_repairs: Vec<String>,
+}
+
+/// One component in [`ModuleStatusDocument`].
+#[derive(Debug, Serialize)]
+pub struct ComponentRow<'a> {
+    pub name: &'a str,
+    pub enabled: bool,
+    pub description: &'a str,
+}
+
+/// The `--json` document of a change made by a management verb (`enable`, `disable`,
+/// `component`, `set-branch`): the command and what it set.
+#[derive(Debug, Serialize)]
+pub struct ChangeDocument<'a> {
+    pub command: &'a str,
+    pub module: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<&'a str>,
+    /// `set-branch`: the repository URL the branch was checked on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<&'a str>,
+}
+
 fn row(name: &str, index: &ModuleIndex) -> Row {
     let description = string_at(&index.doc, &["metadata", "description"])
         .filter(|d| !d.trim().is_empty())
@@ -146,27 +227,14 @@ pub fn list(cfg: &Config) -> Result<ExitStatus> {
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     let enabled = rows.iter().filter(|r| r.enabled).count();
     if cfg.json {
-        let modules: Vec<Value> = rows
-            .iter()
-            .map(|r| {
-                json!({
-                    "name": r.name,
-                    "enabled": r.enabled,
-                    "version": r.version,
-                    "description": r.description,
-                    "branch": r.branch.as_ref().map(|b| &b.0),
-                    "default_branch": r.branch.as_ref().map(|b| &b.1),
-                })
-            })
-            .collect();
-        output::json(&json!({
-            "command": "list",
-            "modules_path": layout.root,
-            "modules": modules,
-            "total": rows.len(),
-            "enabled": enabled,
-            "disabled": rows.len() - enabled,
-            "pending_repairs": pending,
+        output::json(&report::to_value(&ListDocument {
+            command: "list",
+            modules_path: &layout.root,
+            modules: rows.iter().map(ListRow::of).collect(),
+            total: rows.len(),
+            enabled,
+            disabled: rows.len() - enabled,
+            pending_repairs: pending,
         }));
         return Ok(ExitStatus::Success);
     }
@@ -204,22 +272,26 @@ pub fn module_status(cfg: &Config, name: &str) -> Result<ExitStatus> {
     let last = state.modules.get(name);
     let components = components_of(&index.doc);
     if cfg.json {
-        let comps: Vec<Value> = components
-            .iter()
-            .map(|(n, e, d)| json!({"name": n, "enabled": e, "description": d}))
-            .collect();
-        output::json(&json!({
-            "command": "module-status",
-            "name": r.name,
-            "enabled": r.enabled,
-            "version": r.version,
-            "description": r.description,
-            "branch": r.branch.as_ref().map(|b| &b.0),
-            "default_branch": r.branch.as_ref().map(|b| &b.1),
-            "components": comps,
-            "last_result": last.map(|l| l.result.clone()),
-            "last_time": last.map(|l| l.time.clone()),
-            "pending_repairs": pending,
+        let row = ListRow::of(&r);
+        output::json(&report::to_value(&ModuleStatusDocument {
+            command: "module-status",
+            name: row.name,
+            enabled: row.enabled,
+            version: row.version,
+            description: row.description,
+            branch: row.branch,
+            default_branch: row.default_branch,
+            components: components
+                .iter()
+                .map(|(n, e, d)| ComponentRow {
+                    name: n,
+                    enabled: *e,
+                    description: d,
+                })
+                .collect(),
+            last_result: last.map(|l| l.result.as_str()),
+            last_time: last.map(|l| l.time.as_str()),
+            pending_repairs: pending,
         }));
         return Ok(ExitStatus::Success);
     }
@@ -284,7 +356,14 @@ pub fn set_module_enabled(cfg: &Config, name: &str, enabled: bool) -> Result<Exi
         if enabled { "enabled" } else { "disabled" }
     );
     if cfg.json {
-        output::json(&json!({"command": cfg.command.name(), "module": name, "enabled": enabled}));
+        output::json(&report::to_value(&ChangeDocument {
+            command: cfg.command.name(),
+            module: name,
+            component: None,
+            enabled: Some(enabled),
+            branch: None,
+            url: None,
+        }));
     }
     Ok(status)
 }
@@ -337,11 +416,13 @@ pub fn set_component(
     let word = if enabled { "enabled" } else { "disabled" };
     log::info!("✓ Component '{component}' {word} in module '{module_name}'");
     if cfg.json {
-        output::json(&json!({
-            "command": "component",
-            "module": module_name,
-            "component": component,
-            "enabled": enabled,
+        output::json(&report::to_value(&ChangeDocument {
+            command: "component",
+            module: module_name,
+            component: Some(component),
+            enabled: Some(enabled),
+            branch: None,
+            url: None,
         }));
     }
     Ok(ExitStatus::Success)
@@ -432,11 +513,13 @@ pub fn set_branch(cfg: &Config, module_name: &str, branch: &str) -> Result<ExitS
     fs::write_json_atomic(&index.path, &Value::Object(index.doc.clone()))?;
     log::info!("Module '{module_name}' branch set to '{branch}'");
     if cfg.json {
-        output::json(&json!({
-            "command": "set-branch",
-            "module": module_name,
-            "branch": branch,
-            "url": url,
+        output::json(&report::to_value(&ChangeDocument {
+            command: "set-branch",
+            module: module_name,
+            component: None,
+            enabled: None,
+            branch: Some(branch),
+            url: Some(&url),
         }));
     }
     Ok(ExitStatus::Success)
@@ -445,6 +528,86 @@ pub fn set_branch(cfg: &Config, module_name: &str, branch: &str) -> Result<ExitS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The management documents keep the fields, and their order, they had as `json!` literals.
+    #[test]
+    fn json_documents_have_the_same_fields_in_the_same_order_as_before() {
+        use serde_json::json;
+        let text = |v: &Value| serde_json::to_string(v).expect("serialize");
+        let change = |command, component, enabled, branch, url| {
+            report::to_value(&ChangeDocument {
+                command,
+                module: "web",
+                component,
+                enabled,
+                branch,
+                url,
+            })
+        };
+        assert_eq!(
+            text(&change("enable", None, Some(true), None, None)),
+            text(&json!({"command": "enable", "module": "web", "enabled": true}))
+        );
+        assert_eq!(
+            text(&change("component", Some("api"), Some(false), None, None)),
+            text(
+                &json!({"command": "component", "module": "web", "component": "api", "enabled": false})
+            )
+        );
+        assert_eq!(
+            text(&change(
+                "set-branch",
+                None,
+                None,
+                Some("dev"),
+                Some("https://x/r.git")
+            )),
+            text(
+                &json!({"command": "set-branch", "module": "web", "branch": "dev", "url": "https://x/r.git"})
+            )
+        );
+        let r = Row {
+            name: "web".into(),
+            enabled: true,
+            version: "1.0.0".into(),
+            description: "Site".into(),
+            branch: Some(("dev".into(), "main".into())),
+        };
+        let row = ListRow::of(&r);
+        let doc = ModuleStatusDocument {
+            command: "module-status",
+            name: row.name,
+            enabled: row.enabled,
+            version: row.version,
+            description: row.description,
+            branch: row.branch,
+            default_branch: row.default_branch,
+            components: vec![ComponentRow {
+                name: "api",
+                enabled: false,
+                description: "API",
+            }],
+            last_result: Some("applied"),
+            last_time: None,
+            pending_repairs: vec![],
+        };
+        assert_eq!(
+            text(&report::to_value(&doc)),
+            text(&json!({
+                "command": "module-status",
+                "name": "web",
+                "enabled": true,
+                "version": "1.0.0",
+                "description": "Site",
+                "branch": "dev",
+                "default_branch": "main",
+                "components": [{"name": "api", "enabled": false, "description": "API"}],
+                "last_result": "applied",
+                "last_time": null,
+                "pending_repairs": [],
+            }))
+        );
+    }
 
     #[test]
     fn names_with_dots_slashes_or_control_characters_are_refused() {

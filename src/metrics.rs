@@ -237,7 +237,7 @@ pub fn render(
         .modules
         .iter()
         .map(|(name, s)| {
-            let ok = u8::from(crate::report::ModuleResult::word_is_success(&s.result));
+            let ok = u8::from(crate::outcome::ModuleResult::word_is_success(&s.result));
             format!(
                 "{{module=\"{}\",result=\"{}\"}} {ok}",
                 label(name),

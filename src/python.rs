@@ -13,22 +13,6 @@ use crate::global_index::GlobalIndex;
 /// The variable that overrides the interpreter below `--python` (tests, debugging).
 pub const PYTHON_VAR: &str = "UPDATER_PYTHON";
 
-/// The interpreter for `main(args)` modules of the install root `modules_path`, given the
-/// `--python` option and the installed global index (when there is one). See the module comment.
-pub fn interpreter(
-    option: Option<&Path>,
-    installed: Option<&GlobalIndex>,
-    modules_path: &Path,
-) -> PathBuf {
-    let from_var = std::env::var_os(PYTHON_VAR).filter(|value| !value.is_empty());
-    choose(
-        option,
-        from_var.as_deref().map(Path::new),
-        installed.and_then(index_python),
-        modules_path,
-    )
-}
-
 /// The installed global index's `metadata.python`, when it is a non-blank string.
 pub fn index_python(index: &GlobalIndex) -> Option<&str> {
     index
@@ -40,7 +24,9 @@ pub fn index_python(index: &GlobalIndex) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// [`interpreter`], with the variable's value given.
+/// The interpreter for `main(args)` modules of the install root `modules_path`, given the
+/// `--python` option, the value of [`PYTHON_VAR`] and the installed index's `metadata.python`
+/// (`commands::settings` reads them). See the module comment.
 pub fn choose(
     option: Option<&Path>,
     from_var: Option<&Path>,
@@ -67,11 +53,6 @@ pub fn choose(
         return venv;
     }
     PathBuf::from("python3")
-}
-
-/// The interpreter for a command that has the configuration and, maybe, the installed index.
-pub fn for_config(cfg: &crate::config::Config, installed: Option<&GlobalIndex>) -> PathBuf {
-    interpreter(cfg.python.as_deref(), installed, &cfg.modules_path)
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ pub fn recover(layout: &Layout) -> Result<Repaired> {
     let journal = Journal::load(&layout.journal())?;
     let mut repaired = Repaired::default();
     for (name, entry) in journal.entries() {
-        fault::point("recovering", &name);
+        fault::at(fault::Point::Recovering, &name);
         let result = if !crate::module::valid_name(&name) {
             Err(anyhow::anyhow!(
                 "{name:?} is not a module name any more (longer than 128 bytes); it cannot be repaired in place"

@@ -3,98 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::git::SyncedRepo;
+// Re-exported while `framework.rs` still names them here; new code imports `crate::outcome`.
+pub use crate::outcome::{ModuleResult, Outcome};
 use crate::plan::{Action, Decision, Plan};
-
-/// What happened to one module in a sync (SPEC §6b `result`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModuleResult {
-    /// Installed or updated, entry point and health check passed, committed.
-    Applied,
-    /// An install or update failed and the old copy was put back.
-    RolledBack,
-    /// Under `--run enabled`: an unchanged module's entry point failed; its `backup_paths` were
-    /// restored, its files were untouched.
-    Failed,
-    /// Under `--run enabled`: an unchanged module's entry point ran and succeeded. Shown as
-    /// `result: null` in JSON (the SPEC's "nothing to do" for the module's files).
-    Ran,
-    /// Not run because of a dependency, a stop request or an error before it started.
-    Skipped,
-    /// A group member that did not run because another member of its group runs (SPEC §5).
-    Standby,
-    /// Removed with `--prune` (kept as its backup).
-    Removed,
-}
-
-impl ModuleResult {
-    /// The word used in logs and in the state file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModuleResult::Applied => "applied",
-            ModuleResult::RolledBack => "rolled_back",
-            ModuleResult::Failed => "failed",
-            ModuleResult::Ran => "ran",
-            ModuleResult::Skipped => "skipped",
-            ModuleResult::Standby => "standby",
-            ModuleResult::Removed => "removed",
-        }
-    }
-
-    /// The `result` of the JSON row: `null` for a run that changed no files.
-    pub fn json_word(self) -> Option<&'static str> {
-        match self {
-            ModuleResult::Ran => None,
-            other => Some(other.as_str()),
-        }
-    }
-
-    /// Whether the module is where this run wanted it: dependants may run, and it does not make
-    /// the exit code 3. `standby` is not a failure (SPEC §5).
-    pub fn is_success(self) -> bool {
-        matches!(
-            self,
-            ModuleResult::Applied
-                | ModuleResult::Ran
-                | ModuleResult::Standby
-                | ModuleResult::Removed
-        )
-    }
-
-    /// Whether a result word recorded in the state file means success. `rollback` is what
-    /// `updater rollback` records (the kept copy was put back on request).
-    pub fn word_is_success(word: &str) -> bool {
-        matches!(word, "applied" | "ran" | "standby" | "removed" | "rollback")
-    }
-}
-
-/// The result of one module in a sync.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub result: ModuleResult,
-    pub error: Option<String>,
-    pub duration_ms: Option<u128>,
-    /// What a Python `main` returned beyond `success` (SPEC §6b `details`); `None` when nothing.
-    pub details: Option<Value>,
-}
-
-impl Outcome {
-    /// An outcome without duration or details.
-    pub fn new(result: ModuleResult, error: Option<String>) -> Outcome {
-        Outcome {
-            result,
-            error,
-            duration_ms: None,
-            details: None,
-        }
-    }
-
-    pub fn is_success(&self) -> bool {
-        self.result.is_success()
-    }
-}
 
 /// The closing line of a successful run, which the admin UI looks for.
 pub const SUCCESS_LINE: &str = "✓ Update system completed successfully";
@@ -179,8 +94,8 @@ pub fn log_decision_lines(plan: &Plan) {
     }
 }
 
-/// Counts for the summary.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counts for the summary (SPEC §6b `summary`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub to_apply: usize,
     pub applied: usize,
@@ -203,6 +118,38 @@ pub fn summarize(plan: &Plan, outcomes: &BTreeMap<String, Outcome>) -> Summary {
     }
 }
 
+/// The `--json` document of check and sync (SPEC §6b), field for field.
+#[derive(Debug, Serialize)]
+pub struct RunDocument<'a> {
+    pub command: &'a str,
+    pub repository: RepositoryRow<'a>,
+    pub modules: Vec<ModuleRow<'a>>,
+    pub summary: Summary,
+}
+
+/// `repository` of [`RunDocument`].
+#[derive(Debug, Serialize)]
+pub struct RepositoryRow<'a> {
+    pub url: &'a str,
+    pub branch: &'a str,
+    pub commit: &'a str,
+}
+
+/// One of `modules` of [`RunDocument`]. `content` and `framework` rows add their own fields to
+/// the serialized document (`content::annotate`, `framework::add_row`).
+#[derive(Debug, Serialize)]
+pub struct ModuleRow<'a> {
+    pub name: &'a str,
+    pub decision: &'static str,
+    pub installed: Option<&'a str>,
+    pub available: Option<&'a str>,
+    /// `null` for a module whose files this run did not change.
+    pub result: Option<&'static str>,
+    pub error: Option<String>,
+    pub duration_ms: Option<u128>,
+    pub details: Option<Value>,
+}
+
 /// The `--json` document of SPEC §6b.
 pub fn json_document(
     command: &str,
@@ -210,40 +157,142 @@ pub fn json_document(
     plan: &Plan,
     outcomes: &BTreeMap<String, Outcome>,
 ) -> Value {
-    let modules: Vec<Value> = plan
+    let modules = plan
         .modules
         .iter()
         .map(|m| {
             let o = outcomes.get(&m.name);
-            json!({
-                "name": m.name,
-                "decision": m.decision.as_str(),
-                "installed": m.installed,
-                "available": m.available,
-                "result": o.and_then(|o| o.result.json_word()),
-                "error": o.and_then(|o| o.error.clone()).or_else(|| m.error.clone()),
-                "duration_ms": o.and_then(|o| o.duration_ms),
-                "details": o.and_then(|o| o.details.clone()),
-            })
+            ModuleRow {
+                name: &m.name,
+                decision: m.decision.as_str(),
+                installed: m.installed.as_deref(),
+                available: m.available.as_deref(),
+                result: o.and_then(|o| o.result.json_word()),
+                error: o.and_then(|o| o.error.clone()).or_else(|| m.error.clone()),
+                duration_ms: o.and_then(|o| o.duration_ms),
+                details: o.and_then(|o| o.details.clone()),
+            }
         })
         .collect();
-    let s = summarize(plan, outcomes);
-    json!({
-        "command": command,
-        "repository": { "url": repo.url, "branch": repo.branch, "commit": repo.commit },
-        "modules": modules,
-        "summary": {
-            "to_apply": s.to_apply,
-            "applied": s.applied,
-            "failed": s.failed,
-            "skipped": s.skipped,
-            "invalid": s.invalid,
-            "standby": s.standby,
+    to_value(&RunDocument {
+        command,
+        repository: RepositoryRow {
+            url: &repo.url,
+            branch: &repo.branch,
+            commit: &repo.commit,
         },
+        modules,
+        summary: summarize(plan, outcomes),
+    })
+}
+
+/// The `--json` document of a run that could not proceed (SPEC §6b `error`).
+#[derive(Debug, Serialize)]
+pub struct ErrorDocument<'a> {
+    pub command: &'a str,
+    pub modules_path: &'a std::path::Path,
+    pub error: String,
+    pub exit_code: u8,
+}
+
+/// A report struct as a JSON value. Cannot fail for the report structs (string keys, no
+/// fallible `Serialize`); were it to, the document says so instead of panicking.
+pub fn to_value<T: Serialize>(doc: &T) -> Value {
+    serde_json::to_value(doc).unwrap_or_else(|e| {
+        let mut m = serde_json::Map::new();
+        m.insert(
+            "error".to_string(),
+            Value::String(format!("building the JSON document: {e}")),
+        );
+        Value::Object(m)
     })
 }
 
 /// Prints a JSON document on stdout (through the one printer, `output`).
 pub fn print_json(value: &Value) {
     crate::output::json(value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn text<T: Serialize>(doc: &T) -> String {
+        to_value(doc).to_string()
+    }
+
+    #[test]
+    fn the_run_document_has_the_fields_of_spec_6b_in_their_order() {
+        let doc = RunDocument {
+            command: "sync",
+            repository: RepositoryRow {
+                url: "https://x/r.git",
+                branch: "main",
+                commit: "abc",
+            },
+            modules: vec![ModuleRow {
+                name: "web",
+                decision: "update",
+                installed: Some("1.0.0"),
+                available: Some("1.1.0"),
+                result: ModuleResult::Ran.json_word(),
+                error: None,
+                duration_ms: Some(5),
+                details: None,
+            }],
+            summary: Summary {
+                to_apply: 1,
+                applied: 2,
+                failed: 3,
+                skipped: 4,
+                invalid: 5,
+                standby: 6,
+            },
+        };
+        let expected = json!({
+            "command": "sync",
+            "repository": {"url": "https://x/r.git", "branch": "main", "commit": "abc"},
+            "modules": [{
+                "name": "web",
+                "decision": "update",
+                "installed": "1.0.0",
+                "available": "1.1.0",
+                "result": null,
+                "error": null,
+                "duration_ms": 5,
+                "details": null,
+            }],
+            "summary": {
+                "to_apply": 1, "applied": 2, "failed": 3, "skipped": 4, "invalid": 5, "standby": 6,
+            },
+        });
+        assert_eq!(text(&doc), expected.to_string());
+    }
+
+    #[test]
+    fn the_error_and_doctor_documents_have_the_fields_of_before_in_their_order() {
+        let doc = ErrorDocument {
+            command: "check",
+            modules_path: std::path::Path::new("/srv/updates"),
+            error: "no".into(),
+            exit_code: 1,
+        };
+        let expected = json!({
+            "command": "check", "modules_path": "/srv/updates", "error": "no", "exit_code": 1,
+        });
+        assert_eq!(text(&doc), expected.to_string());
+        let doc = crate::doctor::DoctorDocument {
+            command: "doctor",
+            ok: false,
+            findings: vec![crate::doctor::FindingRow {
+                problem: "p",
+                fix: "f",
+            }],
+        };
+        let expected = json!({
+            "command": "doctor", "ok": false, "findings": [{"problem": "p", "fix": "f"}],
+        });
+        assert_eq!(text(&doc), expected.to_string());
+    }
 }

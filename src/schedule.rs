@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 
-use crate::report::{ModuleResult, Outcome};
+use crate::outcome::{ModuleResult, Outcome};
 
 /// One unit of work.
 #[derive(Debug, Clone)]

@@ -104,7 +104,7 @@ impl<'a> Transaction<'a> {
             per_module_dir: true,
         };
         journal.set(name, entry.clone())?;
-        fault::point("journal_staging", name);
+        fault::at(fault::Point::JournalStaging, name);
         let mut txn = Transaction {
             layout,
             journal,
@@ -123,7 +123,7 @@ impl<'a> Transaction<'a> {
                 .with_context(|| format!("snapshotting the backup_paths of module {name}"))?;
         }
         txn.entry.new_ino = inode(&staged);
-        fault::point("staged", name);
+        fault::at(fault::Point::Staged, name);
         Ok(txn)
     }
 
@@ -134,7 +134,7 @@ impl<'a> Transaction<'a> {
         let installed = self.layout.module(&self.name);
         self.entry.step = Step::Swapped;
         self.journal.set(&self.name, self.entry.clone())?;
-        fault::point("swapping", &self.name);
+        fault::at(fault::Point::Swapping, &self.name);
         if self.entry.had_old {
             fs::exchange(&staged, &installed)?;
         } else {
@@ -142,7 +142,7 @@ impl<'a> Transaction<'a> {
             fs::rename(&staged, &installed)?;
         }
         self.swapped = true;
-        fault::point("swapped", &self.name);
+        fault::at(fault::Point::Swapped, &self.name);
         Ok(())
     }
 
@@ -156,11 +156,11 @@ impl<'a> Transaction<'a> {
     pub fn commit(mut self) -> Result<()> {
         self.entry.step = Step::Committed;
         self.journal.set(&self.name, self.entry.clone())?;
-        fault::point("committing", &self.name);
+        fault::at(fault::Point::Committing, &self.name);
         self.done = true;
         finish_commit(self.layout, &self.name, &self.entry)?;
         self.journal.remove(&self.name)?;
-        fault::point("committed", &self.name);
+        fault::at(fault::Point::Committed, &self.name);
         Ok(())
     }
 
@@ -173,7 +173,7 @@ impl<'a> Transaction<'a> {
     fn rollback_inner(&self) -> Result<()> {
         undo(self.layout, &self.name, &self.entry)?;
         self.journal.remove(&self.name)?;
-        fault::point("rolled_back", &self.name);
+        fault::at(fault::Point::RolledBack, &self.name);
         Ok(())
     }
 }
@@ -241,7 +241,7 @@ pub fn finish_commit(layout: &Layout, name: &str, entry: &Entry) -> Result<()> {
             fs::rename(&backup, &w.discard)?;
         }
         fs::rename(&w.tree, &backup)?;
-        fault::point("backup_kept", name);
+        fault::at(fault::Point::BackupKept, name);
     }
     cleanup(&w)
 }

@@ -12,13 +12,12 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use git2::{ErrorClass, Oid, Repository};
 
 use super::error::TrustError;
 use super::signers::AllowedSigners;
 use super::verify::verify_commit;
-use crate::fs;
 
 /// What a new remote commit must satisfy before it is used.
 #[derive(Debug, Default, Clone)]
@@ -32,31 +31,21 @@ pub struct TrustPolicy {
 }
 
 impl TrustPolicy {
-    /// The policy of one run. When `require_signed`, the allowed signers are loaded from
-    /// `signers_file`; as root, a file for which `unsafe_permissions` names a problem (writable
-    /// by other users) is refused first. `last_applied` is the state's last commit.
-    ///
-    /// `unsafe_permissions` is passed in (the permission rules live with the doctor) so that
-    /// this module, which `git` depends on, does not depend back on it.
+    /// The policy of one run. `signers_file` is given when signatures are required: the
+    /// allowed signers are loaded from it, and as root a file other users could write is
+    /// refused first (`perms::refuse_unsafe_signers`). `last_applied` is the state's last
+    /// commit.
     pub fn for_run(
-        require_signed: bool,
-        signers_file: &Path,
+        signers_file: Option<&Path>,
         last_applied: Option<String>,
         allow_rewind: bool,
-        unsafe_permissions: fn(&Path) -> Option<String>,
     ) -> Result<TrustPolicy> {
-        let allowed_signers = if require_signed {
-            if fs::is_root() {
-                if let Some(problem) = unsafe_permissions(signers_file) {
-                    bail!(
-                        "refusing to trust {}: {problem}; other users could add their own key",
-                        signers_file.display()
-                    );
-                }
+        let allowed_signers = match signers_file {
+            Some(path) => {
+                crate::perms::refuse_unsafe_signers(path)?;
+                Some(AllowedSigners::load(path)?)
             }
-            Some(AllowedSigners::load(signers_file)?)
-        } else {
-            None
+            None => None,
         };
         Ok(TrustPolicy {
             allowed_signers,
@@ -173,12 +162,11 @@ mod tests {
     fn signers_file_is_read_only_when_signatures_are_required() {
         let s = Scratch::new();
         let missing = s.path("no-such-allowed_signers");
-        let never = |_: &Path| -> Option<String> { None };
-        let p = TrustPolicy::for_run(false, &missing, None, false, never).unwrap();
+        let p = TrustPolicy::for_run(None, None, false).unwrap();
         assert!(p.allowed_signers.is_none());
         let err = format!(
             "{:#}",
-            TrustPolicy::for_run(true, &missing, None, false, never).unwrap_err()
+            TrustPolicy::for_run(Some(&missing), None, false).unwrap_err()
         );
         assert!(err.contains(&missing.display().to_string()), "{err}");
     }

@@ -1,0 +1,262 @@
+//! The settings stage: the one reader of the process environment (`UPDATER_PYTHON`,
+//! `UPDATER_CRASH_AT`, `UPDATER_HOOK_TIMEOUT_SECS`) and of the installed global index's settings (`repository_url`,
+//! `branch`, `require_signed`, `python`, `run`). Each command resolves them here, once, into
+//! [`RepoSettings`] (where to sync from and whom to trust) and [`RunSettings`] (how to run
+//! modules); nothing below `commands` looks at either source again.
+//!
+//! The order of every rung is the SPEC's: the command line first, then the environment (only
+//! the test and debug overrides), then the installed index, then the built-in default.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::config::{Config, RunMode, Verbosity, DEFAULT_REPO_URL};
+use crate::git;
+use crate::global_index::GlobalIndex;
+use crate::layout::Layout;
+
+/// What the process environment says, read once per process.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// `$UPDATER_PYTHON` (non-empty): the interpreter below `--python` (see `python`).
+    pub python: Option<PathBuf>,
+    /// `$UPDATER_CRASH_AT`: the fault point to die at (debug builds; see `fault`).
+    pub crash_at: Option<String>,
+    /// `$UPDATER_HOOK_TIMEOUT_SECS` (a positive whole number): each post-sync hook's timeout.
+    pub hook_timeout: Option<Duration>,
+}
+
+static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
+
+/// Reads the environment (once; later calls return the first reading) and arms the fault
+/// points from it. `lib::run` calls this before anything else.
+pub fn environment() -> &'static Environment {
+    ENVIRONMENT.get_or_init(|| {
+        let env = Environment {
+            python: std::env::var_os(crate::python::PYTHON_VAR)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            crash_at: std::env::var("UPDATER_CRASH_AT").ok(),
+            hook_timeout: std::env::var("UPDATER_HOOK_TIMEOUT_SECS")
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .filter(|&s| s > 0)
+                .map(Duration::from_secs),
+        };
+        crate::fault::arm(env.crash_at.clone());
+        env
+    })
+}
+
+/// The clone updater syncs: `--local-repo`, else `<modules-path>/.updater/repo`.
+pub fn clone_path(cfg: &Config, layout: &Layout) -> PathBuf {
+    cfg.local_repo
+        .clone()
+        .unwrap_or_else(|| layout.default_clone())
+}
+
+/// Progress is for people: only on a terminal, never under `--json` or `-q`.
+pub fn show_progress(cfg: &Config) -> bool {
+    !cfg.json
+        && cfg.verbosity != Verbosity::Quiet
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+/// Where to sync from and whom to trust.
+#[derive(Debug, Clone)]
+pub struct RepoSettings {
+    /// `--repo-url`, else the installed index's `metadata.repository_url`, else the upstream
+    /// repository; normalized.
+    pub url: String,
+    /// `--branch`, else the installed index's `metadata.branch`; `None`: the remote's default.
+    pub branch: Option<String>,
+    /// The clone (see [`clone_path`]).
+    pub clone: PathBuf,
+    /// Whether the clone is updater's own (`<modules-path>/.updater/repo`).
+    pub default_clone: bool,
+    /// `--require-signed` or `metadata.require_signed`: the allowed-signers file to verify
+    /// against (`--allowed-signers`, else `<modules-path>/.updater/allowed_signers`).
+    pub allowed_signers: Option<PathBuf>,
+    /// Show transfer progress.
+    pub progress: bool,
+}
+
+impl RepoSettings {
+    pub fn resolve(cfg: &Config, layout: &Layout, installed: Option<&GlobalIndex>) -> RepoSettings {
+        let url = cfg
+            .repo_url
+            .clone()
+            .or_else(|| installed.and_then(|i| i.repository_url().map(str::to_string)))
+            .unwrap_or_else(|| DEFAULT_REPO_URL.to_string());
+        let branch = cfg
+            .branch
+            .clone()
+            .or_else(|| installed.and_then(|i| i.branch().map(str::to_string)));
+        let clone = clone_path(cfg, layout);
+        let require_signed = cfg.require_signed || installed.is_some_and(|i| i.require_signed());
+        let allowed_signers = require_signed.then(|| {
+            cfg.allowed_signers
+                .clone()
+                .unwrap_or_else(|| layout.state_dir().join("allowed_signers"))
+        });
+        RepoSettings {
+            url: git::normalize_url(&url),
+            branch,
+            default_clone: clone == layout.default_clone(),
+            clone,
+            allowed_signers,
+            progress: show_progress(cfg),
+        }
+    }
+}
+
+/// How to run modules.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The interpreter of `main(args)` modules (see [`python`]).
+    pub python: PathBuf,
+    /// `--run`, else the installed index's `metadata.run`, else `updated`.
+    pub run: RunMode,
+}
+
+impl RunSettings {
+    /// Resolves them (a bad `metadata.run` is logged here, once).
+    pub fn resolve(cfg: &Config, installed: Option<&GlobalIndex>) -> RunSettings {
+        RunSettings {
+            python: python(cfg, installed),
+            run: run_mode(cfg.run, installed),
+        }
+    }
+}
+
+/// The run mode: `--run`, else the installed index's `metadata.run` (`updated` or `enabled`;
+/// anything else is a warning and the default), else `updated`.
+pub fn run_mode(cli: Option<RunMode>, installed: Option<&GlobalIndex>) -> RunMode {
+    if let Some(m) = cli {
+        return m;
+    }
+    let value = installed
+        .and_then(|i| i.doc.get("metadata"))
+        .and_then(|m| m.get("run"));
+    match value {
+        None | Some(serde_json::Value::Null) => RunMode::default(),
+        Some(v) => match v.as_str().and_then(RunMode::parse) {
+            Some(m) => m,
+            None => {
+                log::warn!(
+                    "{}: `metadata.run` {} is not \"updated\" or \"enabled\"; using updated",
+                    installed
+                        .map(|i| i.path.display().to_string())
+                        .unwrap_or_default(),
+                    crate::output::escape(&v.to_string())
+                );
+                RunMode::default()
+            }
+        },
+    }
+}
+
+/// The interpreter of `main(args)` modules: `--python`, `$UPDATER_PYTHON`, the installed
+/// index's `metadata.python`, the install root's venv, `python3` (see `python::choose`).
+pub fn python(cfg: &Config, installed: Option<&GlobalIndex>) -> PathBuf {
+    crate::python::choose(
+        cfg.python.as_deref(),
+        environment().python.as_deref().map(Path::new),
+        installed.and_then(crate::python::index_python),
+        &cfg.modules_path,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> Config {
+        let mut v = vec!["updater", "--modules-path", "/srv/updates"];
+        v.extend_from_slice(args);
+        crate::cli::Cli::try_parse_from(v)
+            .expect("arguments parse")
+            .into_config()
+            .expect("arguments are valid")
+    }
+
+    fn index(text: &str) -> GlobalIndex {
+        GlobalIndex::parse(Path::new("/srv/updates/index.json"), text).expect("index parses")
+    }
+
+    #[test]
+    fn repository_settings_take_the_command_line_then_the_installed_index_then_the_default() {
+        let layout = Layout::new(Path::new("/srv/updates"));
+        let installed = index(
+            r#"{"metadata": {"repository_url": "https://example.org/u.git", "branch": "dev",
+                "require_signed": true}}"#,
+        );
+        // Nothing given, nothing installed: upstream, the remote's default branch, the own clone,
+        // no signature check.
+        let s = RepoSettings::resolve(&config(&["check"]), &layout, None);
+        assert_eq!(s.url, DEFAULT_REPO_URL);
+        assert_eq!(s.branch, None);
+        assert_eq!(s.clone, layout.default_clone());
+        assert!(s.default_clone);
+        assert_eq!(s.allowed_signers, None);
+        // The installed index's settings.
+        let s = RepoSettings::resolve(&config(&["check"]), &layout, Some(&installed));
+        assert_eq!(s.url, "https://example.org/u.git");
+        assert_eq!(s.branch.as_deref(), Some("dev"));
+        assert_eq!(
+            s.allowed_signers,
+            Some(layout.state_dir().join("allowed_signers"))
+        );
+        // The command line beats them.
+        let cfg = config(&[
+            "--repo-url",
+            "https://example.com/other.git",
+            "--branch",
+            "main",
+            "--local-repo",
+            "/tmp/clone",
+            "--allowed-signers",
+            "/etc/updater/signers",
+            "check",
+        ]);
+        let s = RepoSettings::resolve(&cfg, &layout, Some(&installed));
+        assert_eq!(s.url, "https://example.com/other.git");
+        assert_eq!(s.branch.as_deref(), Some("main"));
+        assert_eq!(s.clone, PathBuf::from("/tmp/clone"));
+        assert!(!s.default_clone);
+        assert_eq!(
+            s.allowed_signers,
+            Some(PathBuf::from("/etc/updater/signers"))
+        );
+    }
+
+    #[test]
+    fn run_settings_take_the_command_line_then_the_installed_index() {
+        let installed =
+            index(r#"{"metadata": {"run": "enabled", "python": "/opt/py/bin/python3"}}"#);
+        let s = RunSettings::resolve(&config(&["sync"]), Some(&installed));
+        assert_eq!(s.run, RunMode::Enabled);
+        let s = RunSettings::resolve(
+            &config(&["--run", "updated", "--python", "/usr/bin/python3", "sync"]),
+            Some(&installed),
+        );
+        assert_eq!(s.run, RunMode::Updated);
+        assert_eq!(s.python, PathBuf::from("/usr/bin/python3"));
+    }
+
+    #[test]
+    fn run_mode_comes_from_the_command_line_then_the_index() {
+        let idx = |t: &str| GlobalIndex::parse(Path::new("/i.json"), t).unwrap();
+        let enabled = idx(r#"{"metadata": {"run": "enabled"}}"#);
+        let bad = idx(r#"{"metadata": {"run": "always\n"}}"#);
+        assert_eq!(run_mode(None, None), RunMode::Updated);
+        assert_eq!(run_mode(None, Some(&enabled)), RunMode::Enabled);
+        assert_eq!(
+            run_mode(Some(RunMode::Updated), Some(&enabled)),
+            RunMode::Updated
+        );
+        assert_eq!(run_mode(None, Some(&bad)), RunMode::Updated);
+    }
+}
