@@ -1,5 +1,5 @@
 //! The settings stage: the one reader of the process environment (`UPDATER_PYTHON`,
-//! `UPDATER_CRASH_AT`, `UPDATER_HOOK_TIMEOUT_SECS`) and of the installed global index's settings (`repository_url`,
+//! `UPDATER_CRASH_AT`, `UPDATER_FRAMEWORK_FAIL_AT`, `UPDATER_HOOK_TIMEOUT_SECS`) and of the installed global index's settings (`repository_url`,
 //! `branch`, `require_signed`, `python`, `run`). Each command resolves them here, once, into
 //! [`RepoSettings`] (where to sync from and whom to trust) and [`RunSettings`] (how to run
 //! modules); nothing below `commands` looks at either source again.
@@ -23,6 +23,9 @@ pub struct Environment {
     pub python: Option<PathBuf>,
     /// `$UPDATER_CRASH_AT`: the fault point to die at (debug builds; see `fault`).
     pub crash_at: Option<String>,
+    /// `$UPDATER_FRAMEWORK_FAIL_AT`: the framework install point to fail at (debug builds; see
+    /// `framework`).
+    pub framework_fail_at: Option<String>,
     /// `$UPDATER_HOOK_TIMEOUT_SECS` (a positive whole number): each post-sync hook's timeout.
     pub hook_timeout: Option<Duration>,
 }
@@ -38,6 +41,7 @@ pub fn environment() -> &'static Environment {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             crash_at: std::env::var("UPDATER_CRASH_AT").ok(),
+            framework_fail_at: std::env::var("UPDATER_FRAMEWORK_FAIL_AT").ok(),
             hook_timeout: std::env::var("UPDATER_HOOK_TIMEOUT_SECS")
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
@@ -45,6 +49,7 @@ pub fn environment() -> &'static Environment {
                 .map(Duration::from_secs),
         };
         crate::fault::arm(env.crash_at.clone());
+        crate::framework::arm_failure(env.framework_fail_at.clone());
         env
     })
 }
