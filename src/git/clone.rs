@@ -58,6 +58,8 @@ pub fn refuse_foreign_clone(local: &Path, default_clone: bool) -> Option<String>
     ))
 }
 
+/// The sync itself, on the worker thread: checks the source exists and the clone may be used,
+/// then updates the clone in place, or (absent or broken) clones afresh.
 pub(super) fn sync_now(
     url: &str,
     branch: Option<&str>,

@@ -2,13 +2,13 @@
 //! branch (clone, or fetch and hard-reset; never merge), asking the remote for its default
 //! branch, and never prompting for credentials or host keys.
 //!
-//! - [`clone`]: the clone we manage: marking and adopting it, refusing a foreign checkout,
+//! - `clone`: the clone we manage: marking and adopting it, refusing a foreign checkout,
 //!   cloning again when broken, clearing stale lock files.
-//! - [`fetch`]: one connection to learn the tip, a (shallow, deepened on demand) fetch, the
+//! - `fetch`: one connection to learn the tip, a (shallow, deepened on demand) fetch, the
 //!   trust checks, and the hard reset and clean of the work tree.
-//! - [`remote`]: remote access: never-prompting credentials, libgit2's timeouts, the sync's
+//! - `remote`: remote access: never-prompting credentials, libgit2's timeouts, the sync's
 //!   deadline, and `ls-remote` for one branch ([`remote_has_branch`]).
-//! - [`url`]: what a repository URL names (a path, scp-like ssh, a network URL).
+//! - `url`: what a repository URL names (a path, scp-like ssh, a network URL).
 //!
 //! This module reads nothing from the process environment: the settings stage
 //! (`commands::settings`) resolves the URL against the working directory and prepares the

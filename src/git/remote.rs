@@ -62,7 +62,7 @@ pub(super) fn callbacks<'a>(progress: bool) -> RemoteCallbacks<'a> {
 }
 
 thread_local! {
-    /// The deadline of the sync running on this thread (see [`sync`]).
+    /// The deadline of the sync running on this thread (see [`super::sync`]).
     static DEADLINE: std::cell::Cell<Option<std::time::Instant>> =
         const { std::cell::Cell::new(None) };
 }
