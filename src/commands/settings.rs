@@ -1,5 +1,7 @@
 //! The settings stage: the one reader of the process environment (`UPDATER_PYTHON`,
-//! `UPDATER_CRASH_AT`, `UPDATER_FRAMEWORK_FAIL_AT`, `UPDATER_HOOK_TIMEOUT_SECS`) and of the installed global index's settings (`repository_url`,
+//! `UPDATER_CRASH_AT`, `UPDATER_FRAMEWORK_FAIL_AT`, `UPDATER_HOOK_TIMEOUT_SECS`, the working
+//! directory; the one writer too: `SSL_CERT_FILE`, see [`prepare_git`]) and of the installed global
+//! index's settings (`repository_url`,
 //! `branch`, `require_signed`, `python`, `run`). Each command resolves them here, once, into
 //! [`RepoSettings`] (where to sync from and whom to trust) and [`RunSettings`] (how to run
 //! modules); nothing below `commands` looks at either source again.
@@ -28,6 +30,8 @@ pub struct Environment {
     pub framework_fail_at: Option<String>,
     /// `$UPDATER_HOOK_TIMEOUT_SECS` (a positive whole number): each post-sync hook's timeout.
     pub hook_timeout: Option<Duration>,
+    /// The working directory: a relative `--repo-url` path is made absolute against it.
+    pub cwd: Option<PathBuf>,
 }
 
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
@@ -47,6 +51,7 @@ pub fn environment() -> &'static Environment {
                 .and_then(|s| s.trim().parse::<u64>().ok())
                 .filter(|&s| s > 0)
                 .map(Duration::from_secs),
+            cwd: std::env::current_dir().ok(),
         };
         crate::fault::arm(env.crash_at.clone());
         crate::framework::arm_failure(env.framework_fail_at.clone());
@@ -105,8 +110,9 @@ impl RepoSettings {
                 .clone()
                 .unwrap_or_else(|| layout.state_dir().join("allowed_signers"))
         });
+        prepare_git(&url);
         RepoSettings {
-            url: git::normalize_url(&url),
+            url: git::normalize_url(&url, environment().cwd.as_deref()),
             branch,
             default_clone: clone == layout.default_clone(),
             clone,
@@ -114,6 +120,23 @@ impl RepoSettings {
             progress: show_progress(cfg),
         }
     }
+}
+
+/// Prepares the process for libgit2, once, before its first use: for a remote that is not
+/// https/http, `SSL_CERT_FILE` is pointed at `/dev/null`, so libgit2's OpenSSL start-up does
+/// not parse the system's CA bundle (50-60 ms of every run, for a check that never runs: no TLS
+/// peer is verified). No `git2::opts` setting can do this: git2 initialises OpenSSL (and probes
+/// the certificate paths into these same variables) on its first call, before any option could
+/// be set. This runs in the settings stage, on the main thread, before the git worker, the
+/// fork server or any output thread starts and before libgit2 is first used; entry points get a
+/// clean environment, so the variable reaches no module.
+pub fn prepare_git(url: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if !git::uses_tls(url) {
+            std::env::set_var("SSL_CERT_FILE", "/dev/null");
+        }
+    });
 }
 
 /// How to run modules.

@@ -443,3 +443,34 @@ fn status_after_a_kill_names_the_pending_repair_instead_of_applied() {
     );
     assert!(!doc["pending_repairs"].as_array().unwrap().is_empty());
 }
+
+/// `git::remote_has_branch` reads no working directory itself: a relative `repo.url` in the
+/// module's index is opened from the run's working directory, as before.
+#[test]
+fn set_branch_with_a_relative_repository_path_asks_the_repository_under_the_working_directory() {
+    let source = UpdatesRepo::new();
+    source.branch("develop");
+    let root = InstallRoot::new();
+    let parent = source.path().parent().expect("repo has a parent");
+    let name = source.path().file_name().expect("repo has a name");
+    let index = json!({"metadata": {"schema_version": "1.0.0"},
+        "repo": {"url": name.to_str().expect("utf-8 name"), "branch": "master"}});
+    install_with_index(&root, "sbin", index);
+    let mut c = updater_at(&root);
+    c.args(["set-branch", "sbin", "develop"])
+        .current_dir(parent);
+    let out = run(c);
+    assert_code(&out, 0);
+    let after: Value = serde_json::from_str(&index_text(&root, "sbin")).unwrap();
+    assert_eq!(after["repo"]["branch"], "develop");
+    // A branch the repository lacks is still refused (the remote was really asked).
+    let mut c = updater_at(&root);
+    c.args(["set-branch", "sbin", "nope"]).current_dir(parent);
+    let out = run(c);
+    assert_ne!(code(&out), 0, "{}", dump(&out));
+    assert!(
+        all_output(&out).contains("Branch 'nope' not found"),
+        "{}",
+        dump(&out)
+    );
+}

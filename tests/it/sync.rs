@@ -1641,3 +1641,36 @@ fn enable_or_disable_with_an_invalid_module_name_exits_1_and_touches_nothing() {
     }
     assert_same_tree(&before, &root.snapshot(), "the install root");
 }
+
+/// The settings stage (not `git`) reads the working directory: a relative `--repo-url` path is
+/// made absolute against it, so the clone's remote names the repository from anywhere.
+#[test]
+fn relative_repo_url_is_resolved_against_the_working_directory_into_the_clones_remote() {
+    let repo = UpdatesRepo::new();
+    repo.add_module("m", "1.0.0");
+    repo.commit("v1");
+    let root = InstallRoot::new();
+    let parent = repo.path().parent().expect("repo has a parent");
+    let name = repo.path().file_name().expect("repo has a name");
+    let mut c = updater_at(&root);
+    c.arg("--repo-url")
+        .arg(name)
+        .arg("sync")
+        .current_dir(parent);
+    let out = run(c);
+    assert_code(&out, 0);
+    assert!(root.module_dir("m").join("index.json").is_file());
+    let remote = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root.state_dir().join("repo"))
+        .args(["config", "remote.origin.url"])
+        .output()
+        .expect("git config");
+    let remote = String::from_utf8_lossy(&remote.stdout).trim().to_string();
+    assert_eq!(
+        Path::new(&remote),
+        repo.path().canonicalize().expect("canonical repo path"),
+        "{}",
+        dump(&out)
+    );
+}

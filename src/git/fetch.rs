@@ -1,0 +1,243 @@
+//! Fetch and reset: one connection learns the branch and its tip, a fetch (shallow on a first
+//! network clone, deepened when the rewind check needs history) brings the objects, the trust
+//! policy checks the tip, and the work tree is forced to match it exactly.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use git2::{
+    build::CheckoutBuilder, AutotagOption, Direction, ErrorClass, FetchOptions, Oid, Repository,
+    ResetType,
+};
+
+use super::remote::callbacks;
+use super::url::supports_shallow;
+use super::{SyncOptions, SyncedRepo, REMOTE};
+use crate::fs;
+use crate::trust::policy::{descends_from, rewind_error};
+
+/// Why syncing an existing clone failed: the remote's fault (report it) or the clone's (re-clone).
+pub(super) enum SyncFailure {
+    Remote(anyhow::Error),
+    Local(anyhow::Error),
+}
+
+fn is_remote_error(e: &git2::Error) -> bool {
+    matches!(
+        e.class(),
+        ErrorClass::Net
+            | ErrorClass::Ssh
+            | ErrorClass::Http
+            | ErrorClass::Ssl
+            | ErrorClass::Callback
+            | ErrorClass::Os
+    ) || e.code() == git2::ErrorCode::Auth
+        || e.code() == git2::ErrorCode::Certificate
+}
+
+pub(super) fn fetch_and_reset(
+    repo: &Repository,
+    url: &str,
+    branch: Option<&str>,
+    local: &Path,
+    opts: &SyncOptions,
+) -> std::result::Result<SyncedRepo, SyncFailure> {
+    let remote_err = |e: git2::Error, what: String| SyncFailure::Remote(anyhow!(e).context(what));
+    let mut remote = repo.find_remote(REMOTE).map_err(|e| {
+        SyncFailure::Local(anyhow!(e).context(format!("reading the remote of {}", local.display())))
+    })?;
+
+    // One connection answers both questions: which branch, and where its tip is.
+    let (branch, tip) = {
+        let conn = remote
+            .connect_auth(Direction::Fetch, Some(callbacks(false)), None)
+            .map_err(|e| remote_err(e, format!("connecting to {url}")))?;
+        let listed = conn
+            .list()
+            .map_err(|e| remote_err(e, format!("listing the branches of {url}")))?;
+        if !listed.iter().any(|h| h.name().starts_with("refs/heads/")) {
+            return Err(SyncFailure::Remote(anyhow!(
+                "the repository {url} has no commits (no branch{} exists yet)",
+                branch.map(|b| format!(" '{b}'")).unwrap_or_default()
+            )));
+        }
+        let branch = match branch {
+            Some(b) => b.to_string(),
+            None => {
+                let head = conn.default_branch().map_err(|e| {
+                    remote_err(
+                        e,
+                        format!("asking {url} for its default branch (pass --branch)"),
+                    )
+                })?;
+                let head = head.as_str().unwrap_or_default().to_string();
+                head.strip_prefix("refs/heads/")
+                    .unwrap_or(&head)
+                    .to_string()
+            }
+        };
+        let wanted = format!("refs/heads/{branch}");
+        let heads = conn
+            .list()
+            .map_err(|e| remote_err(e, format!("listing the branches of {url}")))?;
+        let tip = heads.iter().find(|h| h.name() == wanted).map(|h| h.oid());
+        match tip {
+            Some(oid) => (branch, oid),
+            None => {
+                let mut names: Vec<&str> = heads
+                    .iter()
+                    .filter_map(|h| h.name().strip_prefix("refs/heads/"))
+                    .collect();
+                names.sort_unstable();
+                names.dedup();
+                return Err(SyncFailure::Remote(if names.is_empty() {
+                    anyhow!("branch '{branch}' not found in {url}: the repository has no branches")
+                } else {
+                    anyhow!(
+                        "branch '{branch}' not found in {url} (it has: {})",
+                        names.join(", ")
+                    )
+                }));
+            }
+        }
+    };
+
+    let tracking = format!("refs/remotes/{REMOTE}/{branch}");
+    let refspec = format!("+refs/heads/{branch}:{tracking}");
+    let fetch = |remote: &mut git2::Remote<'_>, depth: i32| {
+        let mut fo = FetchOptions::new();
+        fo.remote_callbacks(callbacks(opts.progress));
+        fo.download_tags(AutotagOption::None);
+        if depth > 0 {
+            fo.depth(depth);
+        }
+        remote
+            .fetch(&[&refspec], Some(&mut fo), Some("updater: fetch"))
+            .map_err(|e| {
+                let what = format!("fetching branch '{branch}' from {url}");
+                if is_remote_error(&e) {
+                    remote_err(e, what)
+                } else {
+                    SyncFailure::Local(anyhow!(e).context(what))
+                }
+            })
+    };
+    let have_tip = repo.find_commit(tip).is_ok();
+    let fetched = !have_tip;
+    if !have_tip {
+        // A first clone over the network is shallow: only the tip's objects are transferred.
+        // Later fetches negotiate from what is here, so they transfer only new objects.
+        let fresh = repo.head().is_err();
+        let depth = if fresh && supports_shallow(url) { 1 } else { 0 };
+        fetch(&mut remote, depth)?;
+    }
+    opts.trust
+        .check_signature(repo, tip)
+        .map_err(SyncFailure::Remote)?;
+    if let Some(last) = opts.trust.rewind_base().map_err(SyncFailure::Local)? {
+        // In a shallow clone the last applied commit may lie beyond the boundary: deepen
+        // until it is found or the history is complete.
+        let mut deepen = [64, 4096, i32::MAX].into_iter();
+        loop {
+            match descends_from(repo, tip, last).map_err(SyncFailure::Local)? {
+                true => break,
+                false if repo.is_shallow() => {
+                    match deepen.next() {
+                        Some(depth) => {
+                            log::debug!("deepening the shallow clone to {depth} commits for the rewind check");
+                            fetch(&mut remote, depth)?;
+                        }
+                        None => return Err(SyncFailure::Remote(rewind_error(tip, last))),
+                    }
+                }
+                false => return Err(SyncFailure::Remote(rewind_error(tip, last))),
+            }
+        }
+    }
+    reset_to(repo, &branch, &tracking, tip).map_err(|e| {
+        SyncFailure::Local(e.context(format!("resetting {} to {tip}", local.display())))
+    })?;
+    Ok(SyncedRepo {
+        path: local.to_path_buf(),
+        url: url.to_string(),
+        branch,
+        commit: tip.to_string(),
+        fetched,
+    })
+}
+
+/// Points the tracking ref and a local branch at `tip`, and forces the work tree to match it
+/// exactly: stray edits are undone, untracked and ignored files removed.
+fn reset_to(repo: &Repository, branch: &str, tracking: &str, tip: Oid) -> Result<()> {
+    let local_ref = format!("refs/heads/{branch}");
+    // The common no-op: HEAD already at the tip. One status walk (stat only, against the
+    // index's cache) proves the work tree is exactly the commit; only then is the reset skipped.
+    let at_tip = repo
+        .head()
+        .ok()
+        .filter(|h| h.name().ok() == Some(local_ref.as_str()))
+        .and_then(|h| h.target())
+        == Some(tip);
+    if at_tip && repo.find_reference(tracking).ok().and_then(|r| r.target()) == Some(tip) {
+        let mut so = git2::StatusOptions::new();
+        so.include_untracked(true)
+            .include_ignored(true)
+            .recurse_untracked_dirs(false)
+            .exclude_submodules(true)
+            // A copied clone (restored backup, cloned SD card) has a stale stat cache: write
+            // the refreshed one so later runs do not re-hash every file.
+            .update_index(true);
+        let clean = repo
+            .statuses(Some(&mut so))
+            .map(|st| st.is_empty())
+            .unwrap_or(false);
+        if clean {
+            return Ok(());
+        }
+    }
+    let commit = repo
+        .find_commit(tip)
+        .context("finding the fetched commit")?;
+    repo.reference(tracking, tip, true, "updater: tip")
+        .context("updating the tracking branch")?;
+    repo.reference(&local_ref, tip, true, "updater: reset")
+        .context("updating the local branch")?;
+    repo.set_head(&local_ref).context("updating HEAD")?;
+    let mut co = CheckoutBuilder::new();
+    co.force().remove_untracked(true).remove_ignored(true);
+    repo.reset(commit.as_object(), ResetType::Hard, Some(&mut co))
+        .context("checking out the work tree")?;
+    clean_untracked(repo)
+}
+
+/// `git clean -ffdx`: removes untracked and ignored files and directories, so nothing that is
+/// not in the commit can leak into a decision or an install.
+fn clean_untracked(repo: &Repository) -> Result<()> {
+    let Some(workdir) = repo.workdir() else {
+        return Ok(());
+    };
+    let mut so = git2::StatusOptions::new();
+    so.include_untracked(true)
+        .include_ignored(true)
+        .recurse_untracked_dirs(false)
+        .recurse_ignored_dirs(false)
+        .exclude_submodules(true);
+    let statuses = repo
+        .statuses(Some(&mut so))
+        .context("listing untracked files")?;
+    for entry in statuses.iter() {
+        let st = entry.status();
+        if !(st.contains(git2::Status::WT_NEW) || st.contains(git2::Status::IGNORED)) {
+            continue;
+        }
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let rel = entry.path_bytes();
+            let rel = rel.strip_suffix(b"/").unwrap_or(rel);
+            let path = workdir.join(std::ffi::OsStr::from_bytes(rel));
+            log::debug!("removing untracked {} from the clone", path.display());
+            fs::remove_all(&path)?;
+        }
+    }
+    Ok(())
+}
