@@ -1261,3 +1261,86 @@ fn timing() {
         Path::new(&python).display()
     );
 }
+
+/// Runs `program` with its process group recorded in `record` (`RunSpec::pgid_file`).
+fn run_recorded(f: &Fixture, program: &Program, record: &Path) -> RunOutcome {
+    let env = vec![(
+        "UPDATER_SEEN_FILE".to_string(),
+        f.dir.join("seen").display().to_string(),
+    )];
+    USED_PATH.with(|used| used.set(None));
+    let outcome = run_in(
+        &SERVERS,
+        &RunSpec {
+            module: "demo",
+            module_dir: &f.dir,
+            program,
+            args: None,
+            env: &env,
+            timeout: Duration::from_secs(60),
+            log_file: &f.log,
+            python: Path::new("python3"),
+            pgid_file: Some(record),
+        },
+    )
+    .expect("run");
+    if let (Program::PythonMain(_), Some(forced)) = (program, forced_path()) {
+        assert_eq!(used_path(), Some(forced), "log:\n{}", log_text(f));
+    }
+    outcome
+}
+
+#[test]
+fn an_executable_runs_only_after_its_process_group_is_recorded() {
+    let f = fixture("recorded");
+    // The entry's first action: what the record says when it starts, next to its own group.
+    let program = script(
+        &f,
+        "update",
+        "{ cat \"$0.record\" 2>/dev/null || echo missing; echo \"group $$\"; } > \"$UPDATER_SEEN_FILE\"\n",
+    );
+    // The script reads `<its path>.record`: point that at the record file.
+    let record = f.dir.join("update.record");
+    let outcome = run_recorded(&f, &program, &record);
+    assert_success(&outcome, &f);
+    let seen = fs::read_to_string(f.dir.join("seen")).expect("the entry's report");
+    let mut lines = seen.lines();
+    let recorded = lines.next().expect("record line");
+    let group = lines.next().expect("group line");
+    let pgid = group.strip_prefix("group ").expect("group line");
+    assert!(
+        recorded.starts_with(&format!("{pgid} ")),
+        "the entry started before its group was recorded: {seen:?}"
+    );
+}
+
+#[test]
+fn a_python_main_runs_only_after_its_process_group_is_recorded() {
+    on_both_paths(|path| {
+        let f = fixture("recorded_py");
+        let record = f.dir.join("record");
+        let program = index_py(
+            &f,
+            "import os\n\
+             try:\n    SEEN = open('record').read().strip()\n\
+             except OSError:\n    SEEN = 'missing'\n\
+             def main(args):\n\
+             \x20   with open(os.environ['UPDATER_SEEN_FILE'], 'w') as out:\n\
+             \x20       out.write(SEEN + '\\n' + 'group %d\\n' % os.getpgrp())\n\
+             \x20   return True\n",
+        );
+        let outcome = run_recorded(&f, &program, &record);
+        assert_success(&outcome, &f);
+        let seen = fs::read_to_string(f.dir.join("seen")).expect("the entry's report");
+        let mut lines = seen.lines();
+        let recorded = lines.next().expect("record line");
+        let pgid = lines
+            .next()
+            .and_then(|line| line.strip_prefix("group "))
+            .expect("group line");
+        assert!(
+            recorded.starts_with(&format!("{pgid} ")),
+            "{path:?}: the module ran before its group was recorded: {seen:?}"
+        );
+    });
+}
