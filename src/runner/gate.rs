@@ -9,7 +9,11 @@
 //! (`recover::record_process_group`) and answers one byte. The child then execs. End of file on its
 //! pipe, or a new parent (updater died while another of its children still held the pipe), makes
 //! the child fail its start (`_exit` by `std`) without running the program. The child uses only
-//! async-signal-safe calls (getpid, getppid, write, poll, read).
+//! async-signal-safe calls (getpid, getppid, close, write, poll, read).
+//!
+//! Gated starts are one at a time ([`GATED_STARTS`]): a child forked while another waits at its
+//! gate inherits that one's pipe ends until it execs; two waiting children would hold each other's
+//! and only notice a dead updater at their next parent check, holding its lock meanwhile.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -17,6 +21,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -30,33 +35,51 @@ const PARENT_CHECK: Timespec = Timespec {
     tv_nsec: 200_000_000,
 };
 
+/// Held from a gate's installation until its command is spawned: one gated start at a time.
+static GATED_STARTS: Mutex<()> = Mutex::new(());
+
 /// The runner's side of a gate installed on a command; drop it once the command is spawned (or
 /// could not be), which lets its recording thread end.
 pub(super) struct Gate {
     /// The child's ends of the two pipes (the parent's copies, closed on drop).
     _child_ends: (OwnedFd, OwnedFd),
+    _one_at_a_time: MutexGuard<'static, ()>,
 }
 
 impl Gate {
     /// Makes `command` wait before its exec until its process group (the child's pid, as
     /// `process_group(0)` makes it) is recorded in `record`.
     pub(super) fn install(command: &mut Command, record: PathBuf) -> io::Result<Gate> {
+        // A panic elsewhere while holding it leaves nothing to repair: the lock guards no data.
+        let one_at_a_time = GATED_STARTS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (pid_read, pid_write) = pipe_with(PipeFlags::CLOEXEC)?;
         let (go_read, go_write) = pipe_with(PipeFlags::CLOEXEC)?;
         let parent = getpid();
         let (child_write, child_read) = (pid_write.as_raw_fd(), go_read.as_raw_fd());
+        let parent_ends = (pid_read.as_raw_fd(), go_write.as_raw_fd());
         // SAFETY: the hook runs in the forked child, where only async-signal-safe calls are
         // allowed: `wait_for_record` makes raw system calls only and allocates nothing. The two
         // descriptors stay open in the parent (in the returned `Gate`) until spawn has returned,
-        // so the child inherits them.
+        // so the child inherits them; the parent's ends stay open in the recording thread until
+        // then too (it ends only at end of file on `pid_read`, which `Gate` holds open).
         unsafe {
-            command.pre_exec(move || wait_for_record(parent, child_write, child_read));
+            command.pre_exec(move || {
+                // The child's copies of the parent's ends: without them, end of file on its pipe
+                // tells the child at once that updater died (a blocked child must not hold the
+                // run's lock or anything else for long).
+                let _ = rustix::io::close(parent_ends.0);
+                let _ = rustix::io::close(parent_ends.1);
+                wait_for_record(parent, child_write, child_read)
+            });
         }
         thread::Builder::new()
             .name("updater-gate".to_string())
             .spawn(move || record_each(File::from(pid_read), File::from(go_write), &record))?;
         Ok(Gate {
             _child_ends: (pid_write, go_read),
+            _one_at_a_time: one_at_a_time,
         })
     }
 }
