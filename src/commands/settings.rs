@@ -1,5 +1,5 @@
 //! The settings stage: the one reader of the process environment (`UPDATER_PYTHON`,
-//! `UPDATER_CRASH_AT`, `UPDATER_HOOK_TIMEOUT_SECS`) and of the installed global index's settings (`repository_url`,
+//! `UPDATER_CRASH_AT`, `UPDATER_HOOK_TIMEOUT_SECS`, `UPDATER_NO_FORKSERVER`) and of the installed global index's settings (`repository_url`,
 //! `branch`, `require_signed`, `python`, `run`). Each command resolves them here, once, into
 //! [`RepoSettings`] (where to sync from and whom to trust) and [`RunSettings`] (how to run
 //! modules); nothing below `commands` looks at either source again.
@@ -25,6 +25,9 @@ pub struct Environment {
     pub crash_at: Option<String>,
     /// `$UPDATER_HOOK_TIMEOUT_SECS` (a positive whole number): each post-sync hook's timeout.
     pub hook_timeout: Option<Duration>,
+    /// `$UPDATER_NO_FORKSERVER` unset, empty or "0": `main(args)` modules may run through the
+    /// fork-server (`runner::RunSpec::fork_server`); anything else always starts a fresh interpreter.
+    pub fork_server: bool,
 }
 
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
@@ -43,6 +46,9 @@ pub fn environment() -> &'static Environment {
                 .and_then(|s| s.trim().parse::<u64>().ok())
                 .filter(|&s| s > 0)
                 .map(Duration::from_secs),
+            fork_server: crate::runner::fork_server_enabled(
+                std::env::var_os(crate::runner::NO_FORK_SERVER_VAR).as_deref(),
+            ),
         };
         crate::fault::arm(env.crash_at.clone());
         env

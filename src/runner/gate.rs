@@ -69,8 +69,8 @@ impl Gate {
                 // The child's copies of the parent's ends: without them, end of file on its pipe
                 // tells the child at once that updater died (a blocked child must not hold the
                 // run's lock or anything else for long).
-                let _ = rustix::io::close(parent_ends.0);
-                let _ = rustix::io::close(parent_ends.1);
+                rustix::io::close(parent_ends.0);
+                rustix::io::close(parent_ends.1);
                 wait_for_record(parent, child_write, child_read)
             });
         }

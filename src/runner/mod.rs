@@ -54,6 +54,7 @@ mod spec;
 mod tests;
 
 pub use entry::{install_root, resolve_entry, Program};
+pub use forkserver::{fork_server_enabled, NO_FORK_SERVER_VAR};
 pub use spec::{check_args, RunOutcome, RunSpec, CHECK_ARGS, DEFAULT_PATH, PASSED_ENV};
 
 use anyhow::Result;

@@ -2,10 +2,9 @@
 //! the fork-server (the files' own unit tests sit next to their code).
 
 use super::forkserver::{lock, server_key, ForkServer};
-use super::forkserver::{
-    PythonPath, Registry, FORCED_PATH, NO_FORK_SERVER_VAR, SERVERS, USED_PATH,
-};
+use super::forkserver::{PythonPath, Registry, FORCED_PATH, SERVERS, USED_PATH};
 use super::pymain::locate;
+use super::NO_FORK_SERVER_VAR;
 use super::*;
 use std::collections::BTreeSet;
 use std::fs;
@@ -102,6 +101,7 @@ fn run_env(
             log_file: &f.log,
             python: Path::new("python3"),
             pgid_file: None,
+            fork_server: crate::commands::settings::environment().fork_server,
         },
     )
     .expect("run");
@@ -292,6 +292,7 @@ fn unstartable_programs_fail_with_a_reason() {
             log_file: &f.log,
             python: Path::new("/nonexistent/python3"),
             pgid_file: None,
+            fork_server: crate::commands::settings::environment().fork_server,
         })
         .expect("run");
         assert_eq!(
@@ -984,6 +985,7 @@ fn fork_server_death_falls_back_and_a_new_one_starts() {
             log_file: &f.log,
             python: Path::new("python3"),
             pgid_file: None,
+            fork_server: crate::commands::settings::environment().fork_server,
         },
     )
     .expect("run");
@@ -1026,6 +1028,7 @@ fn runs_the_fork_server_cannot_reproduce_use_a_fresh_interpreter() {
             log_file: &f.log,
             python: Path::new("python3"),
             pgid_file: None,
+            fork_server: crate::commands::settings::environment().fork_server,
         },
     )
     .expect("run");
@@ -1047,6 +1050,7 @@ fn runs_the_fork_server_cannot_reproduce_use_a_fresh_interpreter() {
             log_file: &f.log,
             python: Path::new("python3"),
             pgid_file: None,
+            fork_server: crate::commands::settings::environment().fork_server,
         },
     )
     .expect("run");
@@ -1070,6 +1074,7 @@ fn fork_server_exits_when_its_stdout_closes() {
             log_file: &f.log,
             python: Path::new("python3"),
             pgid_file: None,
+            fork_server: crate::commands::settings::environment().fork_server,
         },
         &locate(Path::new("python3")),
         &f.dir,
@@ -1215,6 +1220,7 @@ fn timing() {
             log_file: &f.log,
             python: Path::new(&python),
             pgid_file: None,
+            fork_server: crate::commands::settings::environment().fork_server,
         })
         .expect("run");
         assert!(outcome.success);
@@ -1281,6 +1287,7 @@ fn run_recorded(f: &Fixture, program: &Program, record: &Path) -> RunOutcome {
             log_file: &f.log,
             python: Path::new("python3"),
             pgid_file: Some(record),
+            fork_server: true,
         },
     )
     .expect("run");

@@ -33,9 +33,10 @@ mod registry;
 mod run;
 mod server;
 
+pub use key::{fork_server_enabled, NO_FORK_SERVER_VAR};
 pub(super) use key::{fork_server_wanted, note_path, server_key, PythonPath};
 #[cfg(test)]
-pub(super) use key::{FORCED_PATH, NO_FORK_SERVER_VAR, USED_PATH};
+pub(super) use key::{FORCED_PATH, USED_PATH};
 pub(super) use registry::{Registry, SERVERS};
 pub(super) use run::{run_forked, Forked};
 #[cfg(test)]
