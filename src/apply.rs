@@ -536,6 +536,7 @@ impl<'a> Step<'a> {
             log_file: &self.log_file,
             python: &self.opts.python,
             pgid_file: Some(&self.pgid_file),
+            fork_server: crate::commands::settings::environment().fork_server,
         })
         .with_context(|| format!("running the {what} of {name}"))?;
         if outcome.success {

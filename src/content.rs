@@ -135,6 +135,7 @@ pub fn check(
             log_file: &log_file,
             python,
             pgid_file: None,
+            fork_server: crate::commands::settings::environment().fork_server,
         });
         let shown = escape(&name);
         let check = match result {

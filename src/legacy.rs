@@ -447,6 +447,7 @@ fn run_job(ctx: &RunContext, job: &Job) -> ChildReport {
         log_file: &log_file,
         python: &ctx.python,
         pgid_file: Some(&crate::transaction::pgid_file(ctx.layout, name)),
+        fork_server: crate::commands::settings::environment().fork_server,
     });
     match outcome {
         Ok(o) if o.success => finish(LegacyResult::Applied, None),

@@ -1,7 +1,7 @@
 //! The settings stage: the one reader of the process environment (`UPDATER_PYTHON`,
-//! `UPDATER_CRASH_AT`, `UPDATER_FRAMEWORK_FAIL_AT`, `UPDATER_HOOK_TIMEOUT_SECS`, the working
-//! directory; the one writer too: `SSL_CERT_FILE`, see [`prepare_git`]) and of the installed global
-//! index's settings (`repository_url`,
+//! `UPDATER_CRASH_AT`, `UPDATER_FRAMEWORK_FAIL_AT`, `UPDATER_HOOK_TIMEOUT_SECS`,
+//! `UPDATER_NO_FORKSERVER`, the working directory; the one writer too: `SSL_CERT_FILE`, see
+//! [`prepare_git`]) and of the installed global index's settings (`repository_url`,
 //! `branch`, `require_signed`, `python`, `run`). Each command resolves them here, once, into
 //! [`RepoSettings`] (where to sync from and whom to trust) and [`RunSettings`] (how to run
 //! modules); nothing below `commands` looks at either source again.
@@ -32,6 +32,9 @@ pub struct Environment {
     pub hook_timeout: Option<Duration>,
     /// The working directory: a relative `--repo-url` path is made absolute against it.
     pub cwd: Option<PathBuf>,
+    /// `$UPDATER_NO_FORKSERVER` unset, empty or "0": `main(args)` modules may run through the
+    /// fork-server (`runner::RunSpec::fork_server`); anything else always starts a fresh interpreter.
+    pub fork_server: bool,
 }
 
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
@@ -52,6 +55,9 @@ pub fn environment() -> &'static Environment {
                 .filter(|&s| s > 0)
                 .map(Duration::from_secs),
             cwd: std::env::current_dir().ok(),
+            fork_server: crate::runner::fork_server_enabled(
+                std::env::var_os(crate::runner::NO_FORK_SERVER_VAR).as_deref(),
+            ),
         };
         crate::fault::arm(env.crash_at.clone());
         crate::framework::arm_failure(env.framework_fail_at.clone());

@@ -36,12 +36,14 @@
 //! process-global state is the set of fork-servers, which serve concurrent runs.
 //!
 //! The folder: [`entry`] finds what to run, [`spec`] says what a run is and how it ended,
-//! [`process`] starts and supervises one process, [`output`] carries its output, [`shim`] is the
+//! [`process`] starts and supervises one process (an executable waits at its [`gate`] until its process
+//! group is recorded), [`output`] carries its output, [`shim`] is the
 //! Python verdict protocol, [`pymain`] picks a fresh interpreter or a fork-server
 //! ([`forkserver`]) for a `main(args)` module, and [`reason`] words a failure.
 
 mod entry;
 mod forkserver;
+mod gate;
 mod output;
 mod process;
 mod pymain;
@@ -52,6 +54,7 @@ mod spec;
 mod tests;
 
 pub use entry::{install_root, resolve_entry, Program};
+pub use forkserver::{fork_server_enabled, NO_FORK_SERVER_VAR};
 pub use spec::{check_args, RunOutcome, RunSpec, CHECK_ARGS, DEFAULT_PATH, PASSED_ENV};
 
 use anyhow::Result;

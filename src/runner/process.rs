@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::gate::Gate;
 use super::output::{Follower, Output};
 use super::reason::io_message;
 use super::spec::{RunSpec, DEFAULT_PATH, PASSED_ENV};
@@ -57,8 +58,18 @@ pub(super) fn run_process(
         .process_group(0);
     clean_env(&mut command, env, spec.env);
 
+    // The program's own code must not run before its process group is recorded.
+    let gate = match spec.pgid_file {
+        Some(record) => Some(
+            Gate::install(&mut command, record.to_path_buf())
+                .context("cannot set up the start of a program")?,
+        ),
+        None => None,
+    };
     let follower = Follower::start(output)?;
-    let child = match spawn(&mut command) {
+    let spawned = spawn(&mut command);
+    drop(gate);
+    let child = match spawned {
         Ok(child) => child,
         Err(err) => {
             return Ok(Ended::NotStarted(format!(
@@ -69,9 +80,6 @@ pub(super) fn run_process(
         }
     };
     let started = Instant::now();
-    if let Some(p) = spec.pgid_file {
-        crate::recover::record_process_group(p, child.id() as i32);
-    }
     // Only the child holds the log file as its output now.
     drop(command);
     // From here on the guard kills and reaps the child on every early return.

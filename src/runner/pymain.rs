@@ -50,7 +50,7 @@ pub(super) fn run_python_main(
         file: &file,
         verdict: &verdict_file,
     };
-    if fork_server_wanted() {
+    if fork_server_wanted(spec) {
         match server_key(spec, &python, &module_dir) {
             Err(why) => log::debug!(
                 "[{}] python fork-server not used: {why}; running a fresh interpreter",

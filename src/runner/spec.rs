@@ -44,6 +44,10 @@ pub struct RunSpec<'a> {
     /// starts, removed when the run returns), so that the run after a SIGKILLed updater can kill
     /// what is left of it (`recover::record_process_group`, `recover::kill_leftover_groups`).
     pub pgid_file: Option<&'a Path>,
+    /// Whether a `main(args)` module may run in a process forked by a warm interpreter (the
+    /// fork-server); `false` always starts a fresh one. The settings stage decides:
+    /// `commands::settings::environment().fork_server` (`UPDATER_NO_FORKSERVER=1` turns it off).
+    pub fork_server: bool,
 }
 
 /// The arguments of `main(["--check"])`, for a check that asks modules (SPEC §10).

@@ -2,10 +2,9 @@
 //! the fork-server (the files' own unit tests sit next to their code).
 
 use super::forkserver::{lock, server_key, ForkServer};
-use super::forkserver::{
-    PythonPath, Registry, FORCED_PATH, NO_FORK_SERVER_VAR, SERVERS, USED_PATH,
-};
+use super::forkserver::{PythonPath, Registry, FORCED_PATH, SERVERS, USED_PATH};
 use super::pymain::locate;
+use super::NO_FORK_SERVER_VAR;
 use super::*;
 use std::collections::BTreeSet;
 use std::fs;
@@ -102,6 +101,7 @@ fn run_env(
             log_file: &f.log,
             python: Path::new("python3"),
             pgid_file: None,
+            fork_server: crate::commands::settings::environment().fork_server,
         },
     )
     .expect("run");
@@ -292,6 +292,7 @@ fn unstartable_programs_fail_with_a_reason() {
             log_file: &f.log,
             python: Path::new("/nonexistent/python3"),
             pgid_file: None,
+            fork_server: crate::commands::settings::environment().fork_server,
         })
         .expect("run");
         assert_eq!(
@@ -984,6 +985,7 @@ fn fork_server_death_falls_back_and_a_new_one_starts() {
             log_file: &f.log,
             python: Path::new("python3"),
             pgid_file: None,
+            fork_server: crate::commands::settings::environment().fork_server,
         },
     )
     .expect("run");
@@ -1026,6 +1028,7 @@ fn runs_the_fork_server_cannot_reproduce_use_a_fresh_interpreter() {
             log_file: &f.log,
             python: Path::new("python3"),
             pgid_file: None,
+            fork_server: crate::commands::settings::environment().fork_server,
         },
     )
     .expect("run");
@@ -1047,6 +1050,7 @@ fn runs_the_fork_server_cannot_reproduce_use_a_fresh_interpreter() {
             log_file: &f.log,
             python: Path::new("python3"),
             pgid_file: None,
+            fork_server: crate::commands::settings::environment().fork_server,
         },
     )
     .expect("run");
@@ -1070,6 +1074,7 @@ fn fork_server_exits_when_its_stdout_closes() {
             log_file: &f.log,
             python: Path::new("python3"),
             pgid_file: None,
+            fork_server: crate::commands::settings::environment().fork_server,
         },
         &locate(Path::new("python3")),
         &f.dir,
@@ -1215,6 +1220,7 @@ fn timing() {
             log_file: &f.log,
             python: Path::new(&python),
             pgid_file: None,
+            fork_server: crate::commands::settings::environment().fork_server,
         })
         .expect("run");
         assert!(outcome.success);
@@ -1260,4 +1266,88 @@ fn timing() {
         "python {}: fresh interpreter median/mean {fresh_median:.2}/{fresh_mean:.2} ms per run",
         Path::new(&python).display()
     );
+}
+
+/// Runs `program` with its process group recorded in `record` (`RunSpec::pgid_file`).
+fn run_recorded(f: &Fixture, program: &Program, record: &Path) -> RunOutcome {
+    let env = vec![(
+        "UPDATER_SEEN_FILE".to_string(),
+        f.dir.join("seen").display().to_string(),
+    )];
+    USED_PATH.with(|used| used.set(None));
+    let outcome = run_in(
+        &SERVERS,
+        &RunSpec {
+            module: "demo",
+            module_dir: &f.dir,
+            program,
+            args: None,
+            env: &env,
+            timeout: Duration::from_secs(60),
+            log_file: &f.log,
+            python: Path::new("python3"),
+            pgid_file: Some(record),
+            fork_server: true,
+        },
+    )
+    .expect("run");
+    if let (Program::PythonMain(_), Some(forced)) = (program, forced_path()) {
+        assert_eq!(used_path(), Some(forced), "log:\n{}", log_text(f));
+    }
+    outcome
+}
+
+#[test]
+fn an_executable_runs_only_after_its_process_group_is_recorded() {
+    let f = fixture("recorded");
+    // The entry's first action: what the record says when it starts, next to its own group.
+    let program = script(
+        &f,
+        "update",
+        "{ cat \"$0.record\" 2>/dev/null || echo missing; echo \"group $$\"; } > \"$UPDATER_SEEN_FILE\"\n",
+    );
+    // The script reads `<its path>.record`: point that at the record file.
+    let record = f.dir.join("update.record");
+    let outcome = run_recorded(&f, &program, &record);
+    assert_success(&outcome, &f);
+    let seen = fs::read_to_string(f.dir.join("seen")).expect("the entry's report");
+    let mut lines = seen.lines();
+    let recorded = lines.next().expect("record line");
+    let group = lines.next().expect("group line");
+    let pgid = group.strip_prefix("group ").expect("group line");
+    assert!(
+        recorded.starts_with(&format!("{pgid} ")),
+        "the entry started before its group was recorded: {seen:?}"
+    );
+}
+
+#[test]
+fn a_python_main_runs_only_after_its_process_group_is_recorded() {
+    on_both_paths(|path| {
+        let f = fixture("recorded_py");
+        let record = f.dir.join("record");
+        let program = index_py(
+            &f,
+            "import os\n\
+             try:\n    SEEN = open('record').read().strip()\n\
+             except OSError:\n    SEEN = 'missing'\n\
+             def main(args):\n\
+             \x20   with open(os.environ['UPDATER_SEEN_FILE'], 'w') as out:\n\
+             \x20       out.write(SEEN + '\\n' + 'group %d\\n' % os.getpgrp())\n\
+             \x20   return True\n",
+        );
+        let outcome = run_recorded(&f, &program, &record);
+        assert_success(&outcome, &f);
+        let seen = fs::read_to_string(f.dir.join("seen")).expect("the entry's report");
+        let mut lines = seen.lines();
+        let recorded = lines.next().expect("record line");
+        let pgid = lines
+            .next()
+            .and_then(|line| line.strip_prefix("group "))
+            .expect("group line");
+        assert!(
+            recorded.starts_with(&format!("{pgid} ")),
+            "{path:?}: the module ran before its group was recorded: {seen:?}"
+        );
+    });
 }

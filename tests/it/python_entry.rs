@@ -186,6 +186,7 @@ impl Root {
             log_file: &log_file,
             python,
             pgid_file: None,
+            fork_server: updater::commands::settings::environment().fork_server,
         })
         .expect("run")
     }

@@ -63,7 +63,7 @@ pub(in crate::runner) fn server_key(
 }
 
 /// Set to anything but "" or "0", `main(args)` modules always run in a fresh interpreter.
-pub(in crate::runner) const NO_FORK_SERVER_VAR: &str = "UPDATER_NO_FORKSERVER";
+pub const NO_FORK_SERVER_VAR: &str = "UPDATER_NO_FORKSERVER";
 
 /// Files that make a version manager (pyenv, asdf, mise) pick an interpreter for their directory: a
 /// fresh interpreter started in such a module directory may not be the fork-server's.
@@ -89,17 +89,19 @@ thread_local! {
     pub(in crate::runner) static USED_PATH: std::cell::Cell<Option<PythonPath>> = const { std::cell::Cell::new(None) };
 }
 
-/// Whether `main(args)` modules should try the fork-server ([`NO_FORK_SERVER_VAR`]).
-pub(in crate::runner) fn fork_server_wanted() -> bool {
+/// Whether this `main(args)` run should try the fork-server (`RunSpec::fork_server`, which the
+/// settings stage derives from [`NO_FORK_SERVER_VAR`]).
+pub(in crate::runner) fn fork_server_wanted(spec: &RunSpec) -> bool {
     #[cfg(test)]
     if let Some(path) = FORCED_PATH.with(|forced| forced.get()) {
         return path == PythonPath::ForkServer;
     }
-    fork_server_enabled(std::env::var_os(NO_FORK_SERVER_VAR).as_deref())
+    spec.fork_server
 }
 
-/// Whether [`NO_FORK_SERVER_VAR`], with this value, leaves the fork-server on.
-fn fork_server_enabled(no_fork_server: Option<&std::ffi::OsStr>) -> bool {
+/// Whether [`NO_FORK_SERVER_VAR`], with this value, leaves the fork-server on (the settings stage
+/// reads the variable: `commands::settings::Environment::fork_server`).
+pub fn fork_server_enabled(no_fork_server: Option<&std::ffi::OsStr>) -> bool {
     no_fork_server.is_none_or(|value| value.is_empty() || value == "0")
 }
 

@@ -16,8 +16,10 @@ const MAX_SERVER_LINE: usize = 4096;
 pub(super) enum Request {
     /// The run: the shim's request (see `shim.py`) plus `env`, `out` and `err`, as one JSON line.
     Run(serde_json::Map<String, serde_json::Value>),
-    /// Run the module now (after [`Reply::Ready`]).
+    /// Answer with the module process's pid (after [`Reply::Ready`]).
     Go,
+    /// Run the module now (after [`Reply::Pid`], once its process group is recorded).
+    Start,
 }
 
 impl Request {
@@ -27,6 +29,7 @@ impl Request {
         match self {
             Request::Run(map) => serde_json::Value::Object(map.clone()).to_string(),
             Request::Go => "go".to_string(),
+            Request::Start => "start".to_string(),
         }
     }
 }
@@ -38,7 +41,8 @@ pub(super) enum Reply {
     Ready,
     /// `error <why>`: the module process could not be set up (nothing ran; it exits).
     Error(String),
-    /// `pid <n>`: the module process runs the module (a valid pid, never 1).
+    /// `pid <n>`: the module process's pid and process group (a valid pid, never 1); it runs
+    /// the module on [`Request::Start`].
     Pid(rustix::process::Pid),
     /// `status <wait status>`: the module process ended.
     Status(ExitStatus),
@@ -223,6 +227,7 @@ mod tests {
     #[test]
     fn requests_are_one_line_whatever_the_paths_hold() {
         assert_eq!(Request::Go.format(), "go");
+        assert_eq!(Request::Start.format(), "start");
         let mut map = serde_json::Map::new();
         map.insert("dir".into(), "/srv/a\nb\rc\u{0}d".into());
         map.insert("args".into(), serde_json::Value::Null);

@@ -1,5 +1,5 @@
 //! One run in a process forked by a fork-server: the request, "ready", "go", the module process's
-//! pid and status, the timeout kill of its process group, and the verdict.
+//! pid, its record (`RunSpec::pgid_file`) before "start", its status, the timeout kill of its process group, and the verdict.
 
 use anyhow::Result;
 use std::io;
@@ -125,8 +125,13 @@ pub(in crate::runner) fn run_forked(
             )))
         }
     };
+    // The module process waits for "start": none of the module runs before its group is recorded.
     if let Some(p) = spec.pgid_file {
         crate::recover::record_process_group(p, pid.as_raw_nonzero().get());
+    }
+    if let Err(err) = conn.send(&Request::Start) {
+        // The module process gets end of file (or a partial line) and exits: nothing ran.
+        return fallback(format!("cannot send start: {}", io_message(&err)), true);
     }
     // From here on the guard kills the module process's group on every early return.
     let mut child = ForkedChild {

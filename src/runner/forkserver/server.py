@@ -14,7 +14,9 @@
 #                                        module's log file, opened for appending)
 #   updater <- "ready" | "error <why>"   set up (nothing of the module ran yet; on error it exits)
 #   updater -> "go"
-#   updater <- "pid <n>"                 the module process runs the module
+#   updater <- "pid <n>"                 the module process's pid (and process group); it waits
+#   updater -> "start"                   updater recorded that group (RunSpec::pgid_file): run
+#                                        the module (end of file instead: exit, nothing ran)
 #   updater <- "status <wait status>"    it ended; it stays unreaped (so its process group id stays
 #                                        its own, for updater's timeout kill) until updater closes
 #
@@ -28,8 +30,8 @@
 # the kernel wakes one accept), hands a duplicate to the server, reads the run, gets ready in its
 # own process (working directory, environment, stdin /dev/null, stdout and stderr on the module's
 # log file, no other descriptor open but those the server inherited from updater, as a fresh
-# interpreter would inherit them; the server's own modules forgotten), answers "ready", and on "go"
-# does exactly what the shim's last lines do in a fresh interpreter: _finish(*_run(request)),
+# interpreter would inherit them; the server's own modules forgotten), answers "ready", on "go"
+# answers its pid, and on "start" (its process group is recorded by then) does exactly what the shim's last lines do in a fresh interpreter: _finish(*_run(request)),
 # whose SystemExit ends the process as interpreter shutdown would (_shut_down explains the
 # difference).
 #
@@ -197,6 +199,10 @@ def _module_process(listener, server):
     if _recv_line(conn).strip() != b"go":
         os._exit(0)
     _send(conn, "pid %d" % os.getpid())
+    # updater records the process group before any module code runs (a SIGKILLed updater must
+    # leave nothing the next run cannot kill).
+    if _recv_line(conn).strip() != b"start":
+        os._exit(0)
     conn.close()
     return request
 
