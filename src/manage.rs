@@ -471,6 +471,8 @@ pub fn set_branch(cfg: &Config, module_name: &str, branch: &str) -> Result<ExitS
         );
     };
     log::info!("Validating branch '{branch}' exists on {url}");
+    // Before libgit2's first use: no CA bundle to load for a non-TLS remote.
+    crate::commands::settings::prepare_git(&url);
     let exists = git::remote_has_branch(&url, branch)
         .with_context(|| format!("checking branch '{branch}' of module '{module_name}'"))?;
     if !exists {
