@@ -10,8 +10,9 @@ use anyhow::{Context, Result};
 use crate::fs;
 use crate::module::{self, ModuleIndex};
 
-/// The §4 decision for one module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The §4 decision for one module (serialized as the word [`Decision::as_str`] gives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Decision {
     New,
     Update,
@@ -23,7 +24,8 @@ pub enum Decision {
 }
 
 impl Decision {
-    /// The word used in output and JSON.
+    /// The word used in output and JSON (the same as its serde form; a unit test holds them
+    /// together).
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::New => "new",
@@ -479,6 +481,17 @@ fn modules_index_path(modules: &BTreeMap<String, Scanned>, name: &str) -> String
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn decision_serializes_as_its_word() {
+        use Decision::*;
+        for d in [New, Update, UpToDate, LocalAhead, Orphaned, Held, Invalid] {
+            assert_eq!(
+                serde_json::to_value(d).expect("serialize"),
+                serde_json::Value::String(d.as_str().to_string())
+            );
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

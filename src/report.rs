@@ -7,8 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::git::SyncedRepo;
-// Re-exported while `framework.rs` still names them here; new code imports `crate::outcome`.
-pub use crate::outcome::{ModuleResult, Outcome};
+use crate::outcome::{ModuleResult, Outcome};
 use crate::plan::{Action, Decision, Plan};
 
 /// The closing line of a successful run, which the admin UI looks for.
@@ -140,7 +139,7 @@ pub struct RepositoryRow<'a> {
 #[derive(Debug, Serialize)]
 pub struct ModuleRow<'a> {
     pub name: &'a str,
-    pub decision: &'static str,
+    pub decision: Decision,
     pub installed: Option<&'a str>,
     pub available: Option<&'a str>,
     /// `null` for a module whose files this run did not change.
@@ -164,7 +163,7 @@ pub fn json_document(
             let o = outcomes.get(&m.name);
             ModuleRow {
                 name: &m.name,
-                decision: m.decision.as_str(),
+                decision: m.decision,
                 installed: m.installed.as_deref(),
                 available: m.available.as_deref(),
                 result: o.and_then(|o| o.result.json_word()),
@@ -233,7 +232,7 @@ mod tests {
             },
             modules: vec![ModuleRow {
                 name: "web",
-                decision: "update",
+                decision: Decision::Update,
                 installed: Some("1.0.0"),
                 available: Some("1.1.0"),
                 result: ModuleResult::Ran.json_word(),
