@@ -86,12 +86,8 @@ pub(super) fn run_process(
     let mut child = Reaper::new(child);
 
     let deadline = started.checked_add(spec.timeout);
-    let waited = poll_until(deadline, || {
-        child
-            .child
-            .try_wait()
-            .with_context(|| format!("cannot wait for {}", Path::new(&program).display()))
-    })?;
+    let waited = wait_exit(&mut child.child, deadline)
+        .with_context(|| format!("cannot wait for {}", Path::new(&program).display()))?;
     let ended = match waited {
         Some(status) => {
             child.reaped = true;
@@ -238,6 +234,49 @@ pub(super) fn kill_process_group(pgid: rustix::process::Pid) -> bool {
     }
 }
 
+/// Waits until `child` exits (then its status; it is reaped) or `deadline` has passed (then
+/// `None`; it is not reaped, so its process group id cannot have been reused). Sleeps in `poll`
+/// on a pidfd, so the end is seen at once; where pidfds are missing (Linux before 5.3), falls
+/// back to [`poll_until`].
+pub(super) fn wait_exit(
+    child: &mut Child,
+    deadline: Option<Instant>,
+) -> Result<Option<ExitStatus>> {
+    let pidfd = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .and_then(|pid| {
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+        });
+    let Some(pidfd) = pidfd else {
+        return poll_until(deadline, || Ok(child.try_wait()?));
+    };
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let left = match deadline {
+            None => None,
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Ok(None);
+                }
+                Some(deadline - now)
+            }
+        };
+        let timeout = left.and_then(|d| rustix::event::Timespec::try_from(d).ok());
+        let mut fds = [rustix::event::PollFd::new(
+            &pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return poll_until(deadline, || Ok(child.try_wait()?)),
+        }
+    }
+}
+
 /// Calls `check` until it returns `Some` (then that) or `deadline` has passed (then `None`),
 /// pausing between calls (1 ms, doubling up to 50 ms, never past the deadline). `None` as the
 /// deadline waits for as long as it takes. The runner's one wait-with-deadline loop.
@@ -309,6 +348,32 @@ mod tests {
         // killpg(1) would reach every process we may signal: refused before any signal is sent.
         let init = rustix::process::Pid::from_raw(1).expect("pid 1");
         assert!(!kill_process_group(init));
+    }
+
+    #[test]
+    fn wait_exit_returns_the_status_or_none_at_the_deadline_without_reaping() {
+        let mut done = Command::new("sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .expect("sh");
+        let status = wait_exit(&mut done, None).expect("wait").expect("a status");
+        assert_eq!(status.code(), Some(3));
+
+        let mut sleeper = Command::new("sleep").arg("30").spawn().expect("sleep");
+        let pid = sleeper.id();
+        let waited = wait_exit(
+            &mut sleeper,
+            Some(Instant::now() + Duration::from_millis(20)),
+        )
+        .expect("wait");
+        assert!(waited.is_none());
+        // Not reaped: the process is still there to be killed and reaped by its owner.
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        sleeper.kill().expect("kill");
+        let status = wait_exit(&mut sleeper, None)
+            .expect("wait")
+            .expect("a status");
+        assert_eq!(status.signal(), Some(9));
     }
 
     #[test]
