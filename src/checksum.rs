@@ -110,9 +110,7 @@ fn collect(dir: &Path, rel: &[u8], out: &mut Vec<(Vec<u8>, PathBuf)>) -> Result<
 /// on stdout (or, with `--json`, `{"command", "module", "path", "checksum"}`). Read-only: it
 /// takes no lock.
 pub fn command(cfg: &Config, name: &str) -> Result<ExitStatus> {
-    if !module::valid_name(name) {
-        bail!("{name:?} is not a module name (expected [A-Za-z0-9][A-Za-z0-9._-]*)");
-    }
+    module::check_name(name)?;
     let layout = Layout::new(&cfg.modules_path);
     let dir = layout.module(name);
     if !dir.is_dir() {

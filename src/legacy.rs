@@ -214,10 +214,8 @@ fn prepare(
     name: &str,
 ) -> std::result::Result<Job, ChildReport> {
     let failed = |reason: String| ChildReport::new(name, LegacyResult::Failed, Some(reason));
-    if !module::valid_name(name) {
-        return Err(failed(format!(
-            "{name:?} is not a module name (expected [A-Za-z0-9][A-Za-z0-9._-]*)"
-        )));
+    if let Err(e) = module::check_name(name) {
+        return Err(failed(e.to_string()));
     }
     let Some(entry) = manifest.entry(name) else {
         return Err(failed(format!(

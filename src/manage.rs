@@ -26,8 +26,8 @@ use crate::ExitStatus;
 fn check_module_name(name: &str) -> Result<()> {
     if !module::valid_name(name) || name.contains("..") {
         bail!(
-            "Invalid module name: {name} is not a module name \
-             (expected [A-Za-z0-9][A-Za-z0-9._-]*, without '..')"
+            "Invalid module name: {name} is not a module name (expected {}, without '..')",
+            module::NAME_RULE
         );
     }
     Ok(())

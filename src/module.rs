@@ -20,6 +20,17 @@ pub const DEFAULT_GROUP_ORDER: i64 = 99;
 /// Default `metadata.timeout_secs`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
+/// What a module name is, for messages (SPEC §3).
+pub const NAME_RULE: &str = "[A-Za-z0-9][A-Za-z0-9._-]*, at most 128 bytes";
+
+/// Refuses what [`valid_name`] refuses, saying what a name must be.
+pub fn check_name(name: &str) -> Result<()> {
+    if !valid_name(name) {
+        bail!("{name:?} is not a module name (expected {NAME_RULE})");
+    }
+    Ok(())
+}
+
 /// Whether `name` is a module name: `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 128 bytes
 /// (SPEC §3). The cap stays far below NAME_MAX (255) so that no working name built from a module
 /// name can exceed a kernel limit; longer names are invalid, reported and skipped.

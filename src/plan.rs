@@ -145,8 +145,9 @@ fn scan(dir: &Path, check_trees: bool) -> Result<Side> {
                     side.bad_names.push((
                         shown,
                         format!(
-                            "{} is not a valid module name (expected [A-Za-z0-9][A-Za-z0-9._-]*); skipped",
-                            path.display()
+                            "{} is not a valid module name (expected {}); skipped",
+                            path.display(),
+                            module::NAME_RULE
                         ),
                     ));
                 } else {

@@ -52,9 +52,7 @@ pub(super) fn write_index(layout: &Layout, index: &mut GlobalIndex) -> Result<()
 
 /// The directory of installed module `name`, or why there is none.
 pub(super) fn installed_module(layout: &Layout, name: &str) -> Result<PathBuf> {
-    if !module::valid_name(name) {
-        bail!("{name:?} is not a module name (expected [A-Za-z0-9][A-Za-z0-9._-]*)");
-    }
+    module::check_name(name)?;
     let dir = layout.module(name);
     if !dir.is_dir() {
         bail!(

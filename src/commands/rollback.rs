@@ -15,9 +15,7 @@ use crate::ExitStatus;
 pub fn rollback(cfg: &Config, name: &str) -> Result<ExitStatus> {
     let session = super::open(cfg, true)?;
     let layout = &session.layout;
-    if !module::valid_name(name) {
-        bail!("{name:?} is not a module name");
-    }
+    module::check_name(name)?;
     let backup = layout.backup_of(name);
     if !backup.is_dir() {
         bail!(
