@@ -82,6 +82,36 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     sync_path(&dir)
 }
 
+/// Replaces `path` with `contents` atomically (temp file in the same directory, rename), without
+/// syncing: for records that must survive the death of this process, which the page cache
+/// already guarantees, but need not survive a power cut (the process group of a running entry:
+/// after a power cut no process is left to kill). Errors name `path`.
+pub fn write_replace(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    create_dir_all(&dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(&dir)
+        .with_context(|| {
+            format!(
+                "writing {}: creating a temporary file in {}",
+                path.display(),
+                dir.display()
+            )
+        })?;
+    tmp.write_all(contents)
+        .with_context(|| format!("writing {}", path.display()))?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming a temporary file onto {}", path.display()))?;
+    Ok(())
+}
+
 fn tmp_name(tmp: &tempfile::NamedTempFile) -> String {
     tmp.path()
         .file_name()

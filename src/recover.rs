@@ -79,7 +79,8 @@ pub fn pending_overrides(layout: &Layout) -> Result<BTreeMap<String, Option<Path
 /// `/proc/<pgid>/stat`) guarding against a reused pid. Failure to record is a warning only.
 pub fn record_process_group(path: &Path, pgid: i32) {
     let start = proc_stat(pgid).map(|s| s.start).unwrap_or(0);
-    if let Err(e) = fs::write_atomic(path, format!("{pgid} {start}\n").as_bytes()) {
+    // Only a SIGKILL of this process must not lose it: no sync (see `fs::write_replace`).
+    if let Err(e) = fs::write_replace(path, format!("{pgid} {start}\n").as_bytes()) {
         log::warn!("cannot record the process group of a running entry: {e:#}");
     }
 }
