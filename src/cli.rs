@@ -201,6 +201,19 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub force: bool,
 
+    /// This machine's id for phased rollouts and targets [default: /etc/machine-id]
+    #[arg(long, global = true, value_name = "ID")]
+    pub machine_id: Option<String>,
+
+    /// Phased rollouts (metadata.rollout): `always` takes every phased version now, `never`
+    /// none still being phased [default: honour the rollout]
+    #[arg(long, global = true, value_name = "WHEN", value_parser = ["always", "never"])]
+    pub phased: Option<String>,
+
+    /// A label KEY=VALUE for metadata.targets (repeatable; beats <modules-path>/.updater/labels)
+    #[arg(long, global = true, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+
     /// Wait for a running updater instead of exiting 1
     #[arg(long, global = true)]
     pub wait: bool,
@@ -350,6 +363,13 @@ impl Cli {
                 bail!("--branch {b:?} is not a valid branch name");
             }
         }
+        if let Some(id) = &g.machine_id {
+            crate::fleet::check_word("--machine-id", id)?;
+        }
+        let mut labels = Vec::new();
+        for l in &g.label {
+            labels.push(crate::fleet::parse_label(l).map_err(|e| e.context("--label"))?);
+        }
         let modules_path = absolute(g.modules_path);
         let jobs = g.jobs.map(usize::from).unwrap_or_else(|| {
             std::thread::available_parallelism()
@@ -386,6 +406,13 @@ impl Cli {
             }),
             run: g.run.as_deref().and_then(crate::config::RunMode::parse),
             force: g.force,
+            machine_id: g.machine_id,
+            phased: g
+                .phased
+                .as_deref()
+                .and_then(crate::fleet::Phased::parse)
+                .unwrap_or_default(),
+            labels,
         })
     }
 }

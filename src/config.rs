@@ -120,4 +120,10 @@ pub struct Config {
     pub run: Option<RunMode>,
     /// `--force`: let `--prune` remove what its guard would refuse.
     pub force: bool,
+    /// `--machine-id` (see `commands::settings::machine`).
+    pub machine_id: Option<String>,
+    /// `--phased`.
+    pub phased: crate::fleet::Phased,
+    /// `--label KEY=VALUE`, in order.
+    pub labels: Vec<(String, String)>,
 }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod content;
 pub mod doctor;
 pub mod fault;
+pub mod fleet;
 pub mod framework;
 pub mod fs;
 pub mod git;

@@ -5,7 +5,7 @@
 //!   and duration, and when it last succeeded. A run replaces only its own command's series and
 //!   keeps the others' from the existing file (a `check` every 15 minutes must not wipe the
 //!   `sync` series that alerting watches).
-//! - For the machine: updates available, invalid, orphaned and held modules (from the last
+//! - For the machine: updates available, invalid, orphaned, held and deferred modules (from the last
 //!   comparison with the repository; a run that did not get that far keeps the previous values),
 //!   and per module its installed version and last result.
 //!
@@ -52,7 +52,7 @@ const PER_COMMAND: [(&str, &str); 5] = [
 
 /// The counts from the last comparison with the repository, kept across runs that did not
 /// compare.
-const PLAN_COUNTS: [(&str, &str); 3] = [
+const PLAN_COUNTS: [(&str, &str); 4] = [
     (
         "updater_invalid_modules",
         "Modules the last check or sync found invalid (they are not installed or updated).",
@@ -65,6 +65,10 @@ const PLAN_COUNTS: [(&str, &str); 3] = [
         "updater_held_modules",
         "Installed modules held at their version (enabled: false).",
     ),
+    (
+        "updater_deferred_modules",
+        "Module versions this machine defers: outside their phased rollout (metadata.rollout).",
+    ),
 ];
 
 /// What this run's comparison found: invalid, orphaned, held.
@@ -73,6 +77,7 @@ pub struct PlanCounts {
     pub invalid: usize,
     pub orphaned: usize,
     pub held: usize,
+    pub deferred: usize,
 }
 
 impl PlanCounts {
@@ -82,10 +87,11 @@ impl PlanCounts {
             invalid: count(Decision::Invalid),
             orphaned: count(Decision::Orphaned),
             held: count(Decision::Held),
+            deferred: count(Decision::Deferred),
         }
     }
-    fn values(self) -> [usize; 3] {
-        [self.invalid, self.orphaned, self.held]
+    fn values(self) -> [usize; 4] {
+        [self.invalid, self.orphaned, self.held, self.deferred]
     }
 }
 
@@ -337,6 +343,7 @@ mod tests {
                 invalid: 1,
                 orphaned: 2,
                 held: 3,
+                deferred: 4,
             }),
             "",
         );
@@ -349,6 +356,7 @@ mod tests {
         assert!(text.contains("updater_invalid_modules 1\n"));
         assert!(text.contains("updater_orphaned_modules 2\n"));
         assert!(text.contains("updater_held_modules 3\n"));
+        assert!(text.contains("updater_deferred_modules 4\n"));
         assert!(!text.contains("updater_last_success_timestamp_seconds{"));
         assert!(text
             .contains("updater_module_info{module=\"a\",version=\"1.2.0\",enabled=\"true\"} 1\n"));
@@ -367,6 +375,7 @@ mod tests {
             invalid: 0,
             orphaned: 1,
             held: 0,
+            deferred: 0,
         });
         let d = Duration::from_secs(1);
         let sync = render("sync", 0, d, t(100), &layout, &state, counts, "");

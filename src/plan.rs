@@ -21,6 +21,10 @@ pub enum Decision {
     Orphaned,
     Held,
     Invalid,
+    /// The version carries `metadata.rollout` and this machine is outside its phase.
+    Deferred,
+    /// The version's `metadata.targets` does not select this machine.
+    NotTargeted,
 }
 
 impl Decision {
@@ -35,6 +39,8 @@ impl Decision {
             Decision::Orphaned => "orphaned",
             Decision::Held => "held",
             Decision::Invalid => "invalid",
+            Decision::Deferred => "deferred",
+            Decision::NotTargeted => "not_targeted",
         }
     }
 }
@@ -66,6 +72,8 @@ pub struct ModulePlan {
     pub repo_index: Option<ModuleIndex>,
     /// The installed copy's index, when readable.
     pub installed_index: Option<ModuleIndex>,
+    /// For `deferred`: this machine's bucket (None without a machine id) and the percent.
+    pub rollout: Option<(Option<u8>, u8)>,
 }
 
 /// The decisions for all modules, sorted by name.
@@ -105,6 +113,9 @@ pub struct PlanOptions {
     /// Modules the machine itself disabled (`updater disable`): held. An installed copy with
     /// `enabled: false` that is not listed came so from the repository and is still updated.
     pub holds: BTreeSet<String>,
+    /// This machine, for `metadata.rollout` and `metadata.targets` (`fleet`); `None`: every
+    /// version is taken (no fleet rules applied).
+    pub machine: Option<crate::fleet::Machine>,
 }
 
 /// One side's scan of a `modules/` directory.
@@ -253,10 +264,43 @@ pub fn plan_with(
             repo_dir: r.map(|_| repo_modules.join(name)),
             repo_index: r.and_then(|x| x.as_ref().ok()).cloned(),
             installed_index: i.and_then(|x| x.as_ref().ok()).cloned(),
+            rollout: None,
         };
         let held = opts.holds.contains(name.as_str());
         let (mut decision, mut action, mut error) =
             decide(r, i, dep_errors.get(name.as_str()), held, &opts);
+        // The fleet rules (targets, then rollout) of the version that would be installed; a bad
+        // value makes the module invalid whatever the decision.
+        if let (Some(machine), Some(idx)) = (&opts.machine, row.repo_index.as_ref()) {
+            if !matches!(decision, Decision::Invalid | Decision::Held) {
+                let meta = idx.doc.get("metadata").and_then(|m| m.as_object());
+                let verdict = match meta {
+                    Some(meta) => crate::fleet::decide(
+                        machine,
+                        &idx.path,
+                        meta,
+                        name,
+                        &idx.version.to_string(),
+                    ),
+                    None => Ok(crate::fleet::Verdict::Take),
+                };
+                match verdict {
+                    Err(e) => {
+                        (decision, action, error) =
+                            (Decision::Invalid, Action::Nothing, Some(format!("{e:#}")))
+                    }
+                    Ok(_) if action != Action::Install => {}
+                    Ok(crate::fleet::Verdict::Take) => {}
+                    Ok(crate::fleet::Verdict::NotTargeted) => {
+                        (decision, action) = (Decision::NotTargeted, Action::Nothing)
+                    }
+                    Ok(crate::fleet::Verdict::Deferred { bucket, percent }) => {
+                        (decision, action) = (Decision::Deferred, Action::Nothing);
+                        row.rollout = Some((bucket, percent));
+                    }
+                }
+            }
+        }
         // The whole tree is validated only for modules that would be copied and run: that is
         // where an escaping symlink or a missing entry could do harm, and it keeps a no-op
         // check from walking every file of every module.
@@ -282,6 +326,7 @@ pub fn plan_with(
             repo_dir: None,
             repo_index: None,
             installed_index: None,
+            rollout: None,
         });
     }
     plan.modules.sort_by(|a, b| a.name.cmp(&b.name));
@@ -485,7 +530,17 @@ mod tests {
     #[test]
     fn decision_serializes_as_its_word() {
         use Decision::*;
-        for d in [New, Update, UpToDate, LocalAhead, Orphaned, Held, Invalid] {
+        for d in [
+            New,
+            Update,
+            UpToDate,
+            LocalAhead,
+            Orphaned,
+            Held,
+            Invalid,
+            Deferred,
+            NotTargeted,
+        ] {
             assert_eq!(
                 serde_json::to_value(d).expect("serialize"),
                 serde_json::Value::String(d.as_str().to_string())
@@ -576,6 +631,7 @@ mod tests {
                 prune: true,
                 force: false,
                 holds,
+                machine: None,
             },
         )
         .unwrap();

@@ -89,6 +89,18 @@ pub fn log_decision_lines(plan: &Plan) {
                 m.name,
                 m.error.as_deref().unwrap_or("unknown reason")
             ),
+            Decision::Deferred => {
+                let (bucket, percent) = m.rollout.unwrap_or((None, 0));
+                log::info!(
+                    "Module {} {available} is deferred: this machine's bucket is {} and the rollout is at {percent}% (pass --phased always to take it now)",
+                    m.name,
+                    bucket.map_or("unknown (no machine id)".to_string(), |b| b.to_string())
+                )
+            }
+            Decision::NotTargeted => log::info!(
+                "Module {} {available} does not target this machine; not installed (installed: {installed})",
+                m.name
+            ),
         }
     }
 }
@@ -147,6 +159,12 @@ pub struct ModuleRow<'a> {
     pub error: Option<String>,
     pub duration_ms: Option<u128>,
     pub details: Option<Value>,
+    /// `deferred` only: this machine's bucket (0-99; null without a machine id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<Option<u8>>,
+    /// `deferred` only: the version's `metadata.rollout.percent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u8>,
 }
 
 /// The `--json` document of SPEC §6b.
@@ -170,6 +188,8 @@ pub fn json_document(
                 error: o.and_then(|o| o.error.clone()).or_else(|| m.error.clone()),
                 duration_ms: o.and_then(|o| o.duration_ms),
                 details: o.and_then(|o| o.details.clone()),
+                bucket: m.rollout.map(|r| r.0),
+                percent: m.rollout.map(|r| r.1),
             }
         })
         .collect();
@@ -239,6 +259,8 @@ mod tests {
                 error: None,
                 duration_ms: Some(5),
                 details: None,
+                bucket: None,
+                percent: None,
             }],
             summary: Summary {
                 to_apply: 1,

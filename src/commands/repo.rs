@@ -50,6 +50,7 @@ pub(super) fn sync_and_plan(
         prune: cfg.prune,
         force: cfg.force,
         holds,
+        machine: Some(super::settings::machine(cfg, layout)?),
     };
     // Only check can see an unrepaired journal (writing commands repaired it under the lock).
     let overrides = recover::pending_overrides(layout)?;

@@ -1,6 +1,6 @@
 //! The settings stage: the one reader of the process environment (`UPDATER_PYTHON`,
 //! `UPDATER_CRASH_AT`, `UPDATER_FRAMEWORK_FAIL_AT`, `UPDATER_HOOK_TIMEOUT_SECS`,
-//! `UPDATER_NO_FORKSERVER`, the working directory; the one writer too: `SSL_CERT_FILE`, see
+//! `UPDATER_NO_FORKSERVER`, `UPDATER_MACHINE_ID_FILE`, the working directory; the one writer too: `SSL_CERT_FILE`, see
 //! [`prepare_git`]) and of the installed global index's settings (`repository_url`,
 //! `branch`, `require_signed`, `python`, `run`). Each command resolves them here, once, into
 //! [`RepoSettings`] (where to sync from and whom to trust) and [`RunSettings`] (how to run
@@ -35,6 +35,8 @@ pub struct Environment {
     /// `$UPDATER_NO_FORKSERVER` unset, empty or "0": `main(args)` modules may run through the
     /// fork-server (`runner::RunSpec::fork_server`); anything else always starts a fresh interpreter.
     pub fork_server: bool,
+    /// `$UPDATER_MACHINE_ID_FILE` (non-empty): read instead of `/etc/machine-id` (tests).
+    pub machine_id_file: Option<PathBuf>,
 }
 
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
@@ -58,6 +60,9 @@ pub fn environment() -> &'static Environment {
             fork_server: crate::runner::fork_server_enabled(
                 std::env::var_os(crate::runner::NO_FORK_SERVER_VAR).as_deref(),
             ),
+            machine_id_file: std::env::var_os("UPDATER_MACHINE_ID_FILE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
         };
         crate::fault::arm(env.crash_at.clone());
         crate::framework::arm_failure(env.framework_fail_at.clone());
@@ -143,6 +148,48 @@ pub fn prepare_git(url: &str) {
             std::env::set_var("SSL_CERT_FILE", "/dev/null");
         }
     });
+}
+
+/// The machine-id file read when `--machine-id` is not given.
+pub const MACHINE_ID_FILE: &str = "/etc/machine-id";
+
+/// This machine for phased rollouts and targets (`fleet`): the id from `--machine-id`, else
+/// `$UPDATER_MACHINE_ID_FILE`, else `/etc/machine-id` (unreadable: no id, with a warning; a
+/// phased version is then deferred); the hostname from the kernel; the labels of
+/// `<modules-path>/.updater/labels`, each overridden by a `--label` (a bad labels file is an
+/// error naming it); `--phased`.
+pub fn machine(cfg: &Config, layout: &Layout) -> anyhow::Result<crate::fleet::Machine> {
+    let id = match &cfg.machine_id {
+        Some(id) => Some(id.clone()),
+        None => {
+            let file = environment()
+                .machine_id_file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(MACHINE_ID_FILE));
+            match crate::fleet::read_machine_id(&file) {
+                Ok(Some(id)) => Some(id),
+                Ok(None) => {
+                    log::debug!("{} does not exist: no machine id", file.display());
+                    None
+                }
+                Err(e) => {
+                    log::warn!("no machine id: {e:#}");
+                    None
+                }
+            }
+        }
+    };
+    let hostname = crate::fleet::read_machine_id(Path::new("/proc/sys/kernel/hostname"))
+        .ok()
+        .flatten();
+    let mut labels = crate::fleet::read_labels(&layout.state_dir().join("labels"))?;
+    labels.extend(cfg.labels.iter().cloned());
+    Ok(crate::fleet::Machine {
+        id,
+        hostname,
+        labels,
+        phased: cfg.phased,
+    })
 }
 
 /// How to run modules.

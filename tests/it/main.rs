@@ -12,6 +12,7 @@ mod common;
 mod check;
 mod core;
 mod crash;
+mod fleet;
 mod framework;
 mod homeserver;
 mod integrations;
