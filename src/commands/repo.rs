@@ -22,6 +22,8 @@ pub(super) fn sync_and_plan(
     holds: BTreeSet<String>,
 ) -> Result<(SyncedRepo, Plan)> {
     let url = &settings.url;
+    // Resolved before the fetch: a bad labels file stops the run before any network work.
+    let machine = super::settings::machine(cfg, layout)?;
     let trust = crate::trust::policy::TrustPolicy::for_run(
         settings.allowed_signers.as_deref(),
         state.last_commit.clone(),
@@ -50,7 +52,7 @@ pub(super) fn sync_and_plan(
         prune: cfg.prune,
         force: cfg.force,
         holds,
-        machine: Some(super::settings::machine(cfg, layout)?),
+        machine: Some(machine),
     };
     // Only check can see an unrepaired journal (writing commands repaired it under the lock).
     let overrides = recover::pending_overrides(layout)?;

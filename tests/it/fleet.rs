@@ -241,6 +241,8 @@ fn bad_machine_ids_and_labels_are_refused_naming_them() {
     let out = sync(&root, &repo, &["--machine-id", "a\nb"]);
     assert_ne!(code(&out), 0);
     assert!(all_output(&out).contains("--machine-id"), "{}", dump(&out));
+    let out = sync(&root, &repo, &["--phased", "sometimes"]);
+    assert_code(&out, 2);
     root.write(".updater/labels", "role=web\nbroken line\n");
     let out = sync(&root, &repo, &["--machine-id", "m1"]);
     assert_ne!(code(&out), 0);
@@ -250,4 +252,6 @@ fn bad_machine_ids_and_labels_are_refused_naming_them() {
         dump(&out)
     );
     assert!(!exists_no_follow(&root.module_dir("plain")));
+    // Refused before any fetch: no clone was made.
+    assert!(!exists_no_follow(&root.clone_dir()), "{}", dump(&out));
 }
