@@ -698,6 +698,63 @@ mod tests {
     }
 
     #[test]
+    fn fleet_rules_change_only_installs_and_bad_values_are_invalid() {
+        let t = tempfile::tempdir().unwrap();
+        let (r, i) = (t.path().join("r"), t.path().join("i"));
+        let nobody = json!({"machine_ids": ["someone-else"]});
+        module(
+            &r,
+            "phased",
+            json!({"schema_version": "1", "rollout": {"percent": 0}}),
+        );
+        module(
+            &r,
+            "other",
+            json!({"schema_version": "1", "targets": nobody}),
+        );
+        // Installed at the repository's version: targets that exclude it change nothing.
+        module(
+            &r,
+            "same",
+            json!({"schema_version": "1", "targets": nobody}),
+        );
+        module(&i, "same", json!({"schema_version": "1"}));
+        module(
+            &r,
+            "bad",
+            json!({"schema_version": "1", "rollout": {"percent": 7.5}}),
+        );
+        module(&i, "bad", json!({"schema_version": "1"}));
+        let machine = crate::fleet::Machine {
+            id: Some("m1".into()),
+            ..crate::fleet::Machine::default()
+        };
+        let opts = PlanOptions {
+            machine: Some(machine),
+            ..PlanOptions::default()
+        };
+        let p = plan(&r, &i, opts).unwrap();
+        let d = |n: &str| p.get(n).unwrap().decision;
+        assert_eq!(d("phased"), Decision::Deferred);
+        let bucket = crate::fleet::bucket("m1", "phased", "1.0.0");
+        assert_eq!(p.get("phased").unwrap().rollout, Some((Some(bucket), 0)));
+        assert_eq!(d("other"), Decision::NotTargeted);
+        assert_eq!(d("same"), Decision::UpToDate);
+        assert_eq!(d("bad"), Decision::Invalid);
+        assert!(p
+            .get("bad")
+            .unwrap()
+            .error
+            .clone()
+            .unwrap()
+            .contains("index.json"));
+        assert_eq!(p.to_apply().count(), 0);
+        // Without a machine (no fleet rules), both would install.
+        let p = plan(&r, &i, PlanOptions::default()).unwrap();
+        assert_eq!(p.to_apply().count(), 2);
+    }
+
+    #[test]
     fn missing_entry_file_is_invalid() {
         let t = tempfile::tempdir().unwrap();
         let r = t.path().join("r");
