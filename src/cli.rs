@@ -231,6 +231,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "PATH")]
     pub python: Option<PathBuf>,
 
+    /// Apply only inside this weekly window, UTC (e.g. "Sat 02:00-06:00" or
+    /// "Mon-Fri 22:00-05:00", several separated by ","); outside it sync only checks
+    /// [default: the installed index's metadata.window, else always]
+    #[arg(long, global = true, value_name = "SPEC")]
+    pub window: Option<String>,
+
     /// Only warnings and errors
     #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -386,6 +392,13 @@ impl Cli {
             }),
             run: g.run.as_deref().and_then(crate::config::RunMode::parse),
             force: g.force,
+            window: match g.window.as_deref() {
+                Some(spec) => Some(
+                    crate::window::Schedule::parse(spec)
+                        .map_err(|e| anyhow::anyhow!("--window {e}"))?,
+                ),
+                None => None,
+            },
         })
     }
 }

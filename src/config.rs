@@ -120,4 +120,7 @@ pub struct Config {
     pub run: Option<RunMode>,
     /// `--force`: let `--prune` remove what its guard would refuse.
     pub force: bool,
+    /// `--window`: the weekly window a sync may apply in; `None`: the installed index's
+    /// `metadata.window`, else always (see `commands::settings::gate`).
+    pub window: Option<crate::window::Schedule>,
 }

@@ -98,7 +98,7 @@ impl Schedule {
                 [times] => (None, *times),
                 [days, times] => (Some(*days), *times),
                 [] => return Err(err(part, "an empty window")),
-                _ => return Err(err(part, "expected \"[DAYS ]HH:MM-HH:MM\"")),
+                _ => return Err(err(part, "not \"[DAYS ]HH:MM-HH:MM\"")),
             };
             let days: Vec<i64> = match days {
                 None => (0..7).collect(),
@@ -116,7 +116,7 @@ impl Schedule {
             };
             let (from, to) = times
                 .split_once('-')
-                .ok_or_else(|| err(part, "expected HH:MM-HH:MM"))?;
+                .ok_or_else(|| err(part, "the times are not HH:MM-HH:MM"))?;
             let from = time(from, false).ok_or_else(|| err(part, "not a time HH:MM"))?;
             let to = time(to, true).ok_or_else(|| err(part, "not a time HH:MM"))?;
             let len = if to > from {
