@@ -487,6 +487,15 @@ pub fn run(cfg: &Config) -> Result<ExitStatus> {
         }
         return Ok(ExitStatus::Success);
     }
+    // Outside the update window a legacy run (which has no check of its own) runs nothing.
+    // An unreadable index does not stop a legacy run (as for its python setting below).
+    let installed = crate::global_index::GlobalIndex::load(&layout.index())
+        .ok()
+        .flatten();
+    if let Some(closed) = crate::commands::settings::closed_window(cfg, installed.as_ref())? {
+        log::info!("{}: running nothing", closed.line());
+        return Ok(ExitStatus::Success);
+    }
 
     let mut manifest = Manifest::load(&manifest_path)?;
     log::info!(

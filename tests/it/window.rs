@@ -201,3 +201,86 @@ fn a_malformed_updater_now_is_refused_naming_it() {
     assert!(all_output(&out).contains("UPDATER_NOW"), "{}", dump(&out));
     assert!(!root.module_dir("m00").exists());
 }
+
+#[test]
+fn an_inhibited_sync_still_repairs_what_an_interrupted_run_left() {
+    let repo = UpdatesRepo::with_modules(1);
+    let root = InstallRoot::new();
+    root.install_module("m00", "0.9.0");
+    // A sync killed mid-swap leaves a repair pending.
+    let mut cmd = updater(&root, &repo);
+    cmd.env("UPDATER_CRASH_AT", "swapped").arg("sync");
+    let out = run(cmd);
+    assert_ne!(code(&out), 0, "the crash point was reached\n{}", dump(&out));
+    let mut cmd = updater(&root, &repo);
+    cmd.arg("check");
+    let before = run(cmd);
+    assert!(
+        all_output(&before).contains("Pending repair"),
+        "{}",
+        dump(&before)
+    );
+    root.write(".updater/inhibit", "hold");
+    let out = sync(&root, &repo, &[]);
+    assert_code(&out, 0);
+    assert!(
+        all_output(&out).contains("Updates inhibited: hold"),
+        "{}",
+        dump(&out)
+    );
+    let mut cmd = updater(&root, &repo);
+    cmd.arg("check");
+    let after = run(cmd);
+    assert!(
+        !all_output(&after).contains("Pending repair"),
+        "the inhibited sync repaired first\n{}",
+        dump(&after)
+    );
+    // The repair restored a whole module; the update itself was not applied.
+    assert_eq!(packages(&root)["m00"], "0.9.0", "{}", dump(&out));
+    assert_eq!(
+        root.read_module_index("m00")["metadata"]["schema_version"],
+        "0.9.0"
+    );
+}
+
+#[test]
+fn legacy_runs_nothing_while_inhibited_or_outside_the_window_and_runs_inside_it() {
+    let root = InstallRoot::new();
+    root.install_module("alpha", "1.0.0");
+    root.write(
+        "manifest.json",
+        &to_json(&json!({"updates": [
+            {"name": "alpha"},
+            {"name": "all_services", "enabled": true, "children": ["alpha"]}
+        ]})),
+    );
+    let legacy = |now: &str, extra: &[&str]| {
+        let mut cmd = updater_at(&root);
+        cmd.env("UPDATER_NOW", now).arg("legacy").args(extra);
+        run(cmd)
+    };
+    root.write(".updater/inhibit", "freeze");
+    let out = legacy(SATURDAY_3AM, &[]);
+    assert_code(&out, 0);
+    assert!(
+        all_output(&out).contains("Updates inhibited: freeze"),
+        "{}",
+        dump(&out)
+    );
+    assert!(root.runs().is_empty(), "{:?}\n{}", root.runs(), dump(&out));
+    std::fs::remove_file(root.state_dir().join("inhibit")).unwrap();
+
+    let out = legacy(SATURDAY_NOON, &["--window", "Sat 02:00-06:00"]);
+    assert_code(&out, 0);
+    assert!(
+        all_output(&out).contains("running nothing"),
+        "{}",
+        dump(&out)
+    );
+    assert!(root.runs().is_empty(), "{:?}\n{}", root.runs(), dump(&out));
+
+    let out = legacy(SATURDAY_3AM, &["--window", "Sat 02:00-06:00"]);
+    assert_code(&out, 0);
+    assert_eq!(root.runs().len(), 1, "{}", dump(&out));
+}
