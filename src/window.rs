@@ -50,8 +50,8 @@ impl std::error::Error for WindowError {}
 
 fn err(part: &str, why: &str) -> WindowError {
     WindowError(format!(
-        "{:?}: {why} (expected e.g. \"Sat 02:00-06:00\" or \"Mon-Fri 22:00-05:00\", UTC, several separated by \",\")",
-        crate::output::escape(part).as_ref()
+        "\"{}\": {why} (expected e.g. \"Sat 02:00-06:00\" or \"Mon-Fri 22:00-05:00\", UTC, several separated by \",\")",
+        crate::output::escape(part.trim())
     ))
 }
 
