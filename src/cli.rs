@@ -244,6 +244,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "PATH")]
     pub python: Option<PathBuf>,
 
+    /// Apply only inside this weekly window, UTC (e.g. "Sat 02:00-06:00" or
+    /// "Mon-Fri 22:00-05:00", several separated by ","); outside it sync only checks
+    /// [default: the installed index's metadata.window, else always]
+    #[arg(long, global = true, value_name = "SPEC")]
+    pub window: Option<String>,
+
     /// Only warnings and errors
     #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -413,6 +419,13 @@ impl Cli {
                 .and_then(crate::fleet::Phased::parse)
                 .unwrap_or_default(),
             labels,
+            window: match g.window.as_deref() {
+                Some(spec) => Some(
+                    crate::window::Schedule::parse(spec)
+                        .map_err(|e| anyhow::anyhow!("--window {e}"))?,
+                ),
+                None => None,
+            },
         })
     }
 }

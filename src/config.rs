@@ -126,4 +126,7 @@ pub struct Config {
     pub phased: crate::fleet::Phased,
     /// `--label KEY=VALUE`, in order.
     pub labels: Vec<(String, String)>,
+    /// `--window`: the weekly window a sync may apply in; `None`: the installed index's
+    /// `metadata.window`, else always (see `commands::settings::gate`).
+    pub window: Option<crate::window::Schedule>,
 }

@@ -472,6 +472,30 @@ pub fn run(cfg: &Config) -> Result<ExitStatus> {
         bail!("legacy manifest {} does not exist", manifest_path.display());
     }
     let _session = crate::commands::open(cfg, true)?;
+    // The inhibit switch holds legacy runs too (after the repair, like sync).
+    if let Some(i) = crate::commands::settings::inhibit(&layout) {
+        log::info!("{}", i.line());
+        if cfg.json {
+            crate::report::print_json(&crate::report::to_value(
+                &crate::report::InhibitedDocument {
+                    command: "legacy",
+                    modules_path: &cfg.modules_path,
+                    inhibited: crate::report::inhibited_value(&i),
+                    exit_code: ExitStatus::Success.code(),
+                },
+            ));
+        }
+        return Ok(ExitStatus::Success);
+    }
+    // Outside the update window a legacy run (which has no check of its own) runs nothing.
+    // An unreadable index does not stop a legacy run (as for its python setting below).
+    let installed = crate::global_index::GlobalIndex::load(&layout.index())
+        .ok()
+        .flatten();
+    if let Some(closed) = crate::commands::settings::closed_window(cfg, installed.as_ref())? {
+        log::info!("{}: running nothing", closed.line());
+        return Ok(ExitStatus::Success);
+    }
 
     let mut manifest = Manifest::load(&manifest_path)?;
     log::info!(

@@ -47,6 +47,7 @@ pub mod state;
 pub mod transaction;
 pub mod trust;
 pub mod version;
+pub mod window;
 
 use anyhow::Result;
 

@@ -214,6 +214,29 @@ pub struct ErrorDocument<'a> {
     pub exit_code: u8,
 }
 
+/// `sync` while updates are inhibited: the one `--json` document (it applies nothing).
+#[derive(Serialize)]
+pub struct InhibitedDocument<'a> {
+    pub command: &'a str,
+    pub modules_path: &'a std::path::Path,
+    pub inhibited: Value,
+    pub exit_code: u8,
+}
+
+/// `{"reason": …, "path": …}` of the inhibit switch.
+pub fn inhibited_value(i: &crate::commands::settings::Inhibit) -> Value {
+    serde_json::json!({ "reason": i.reason, "path": i.path })
+}
+
+/// `{"open": false, "spec": …, "next_open": …}` of a closed update window.
+pub fn window_value(w: &crate::commands::settings::ClosedWindow) -> Value {
+    serde_json::json!({
+        "open": false,
+        "spec": w.spec,
+        "next_open": crate::clock::iso8601_unix(w.next_open),
+    })
+}
+
 /// A report struct as a JSON value. Cannot fail for the report structs (string keys, no
 /// fallible `Serialize`); were it to, the document says so instead of panicking.
 pub fn to_value<T: Serialize>(doc: &T) -> Value {

@@ -17,7 +17,35 @@ use crate::ExitStatus;
 /// `updater check`.
 pub fn check(cfg: &Config) -> Result<ExitStatus> {
     let session = super::open(cfg, false)?;
-    let layout = &session.layout;
+    let inhibit = super::settings::inhibit(&session.layout);
+    if let Some(i) = &inhibit {
+        log::info!("{}", i.line());
+    }
+    check_in(
+        cfg,
+        &session.layout,
+        "check",
+        Gate::Inhibited(inhibit.as_ref()),
+    )
+}
+
+/// Why this check runs in place of (or beside) applying, for the `--json` document.
+pub(crate) enum Gate<'a> {
+    /// `check`: the inhibit switch, if set.
+    Inhibited(Option<&'a super::settings::Inhibit>),
+    /// `sync` outside its update window.
+    WindowClosed(&'a super::settings::ClosedWindow),
+}
+
+/// The check itself, under a session already open: `check`, and `sync` outside its update
+/// window (`command` names the document). Adds `inhibited` or `window` to the `--json`
+/// document as `gate` says.
+pub(crate) fn check_in(
+    cfg: &Config,
+    layout: &crate::layout::Layout,
+    command: &str,
+    gate: Gate<'_>,
+) -> Result<ExitStatus> {
     let installed = GlobalIndex::load(&layout.index())?;
     let mut state = State::load(&layout.state_file())?;
     let choices = crate::preserve::MachineChoices::load(layout)?;
@@ -41,8 +69,19 @@ pub fn check(cfg: &Config) -> Result<ExitStatus> {
         content.values().filter(|c| c.update).count() + usize::from(framework_due);
     let any_updates = report::log_found(&plan, true);
     if cfg.json {
-        let mut doc = report::json_document("check", &synced, &plan, &BTreeMap::new());
+        let mut doc = report::json_document(command, &synced, &plan, &BTreeMap::new());
         crate::content::annotate(&mut doc, &content);
+        if let Some(map) = doc.as_object_mut() {
+            match gate {
+                Gate::Inhibited(Some(i)) => {
+                    map.insert("inhibited".into(), report::inhibited_value(i));
+                }
+                Gate::Inhibited(None) => {}
+                Gate::WindowClosed(w) => {
+                    map.insert("window".into(), report::window_value(w));
+                }
+            }
+        }
         crate::framework::add_row(&mut doc, framework.as_ref());
         report::print_json(&doc);
     }

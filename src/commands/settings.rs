@@ -1,8 +1,9 @@
 //! The settings stage: the one reader of the process environment (`UPDATER_PYTHON`,
 //! `UPDATER_CRASH_AT`, `UPDATER_FRAMEWORK_FAIL_AT`, `UPDATER_HOOK_TIMEOUT_SECS`,
-//! `UPDATER_NO_FORKSERVER`, `UPDATER_MACHINE_ID_FILE`, the working directory; the one writer too: `SSL_CERT_FILE`, see
+//! `UPDATER_NO_FORKSERVER`, `UPDATER_MACHINE_ID_FILE`, `UPDATER_NOW`, the working directory; the one
+//! writer too: `SSL_CERT_FILE`, see
 //! [`prepare_git`]) and of the installed global index's settings (`repository_url`,
-//! `branch`, `require_signed`, `python`, `run`). Each command resolves them here, once, into
+//! `branch`, `require_signed`, `python`, `run`, `window`; and the inhibit switch, see [`inhibit`]). Each command resolves them here, once, into
 //! [`RepoSettings`] (where to sync from and whom to trust) and [`RunSettings`] (how to run
 //! modules); nothing below `commands` looks at either source again.
 //!
@@ -37,6 +38,9 @@ pub struct Environment {
     pub fork_server: bool,
     /// `$UPDATER_MACHINE_ID_FILE` (non-empty): read instead of `/etc/machine-id` (tests).
     pub machine_id_file: Option<PathBuf>,
+    /// `$UPDATER_NOW` (`YYYY-MM-DDTHH:MM:SSZ`): the test hook that stands in for the clock when
+    /// deciding the update window (see [`now_unix`]).
+    pub now: Option<String>,
 }
 
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
@@ -63,6 +67,7 @@ pub fn environment() -> &'static Environment {
             machine_id_file: std::env::var_os("UPDATER_MACHINE_ID_FILE")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            now: std::env::var(NOW_VAR).ok().filter(|v| !v.is_empty()),
         };
         crate::fault::arm(env.crash_at.clone());
         crate::framework::arm_failure(env.framework_fail_at.clone());
@@ -249,6 +254,141 @@ pub fn python(cfg: &Config, installed: Option<&GlobalIndex>) -> PathBuf {
     )
 }
 
+/// The test hook for the clock of the update window (see [`Environment::now`]).
+pub const NOW_VAR: &str = "UPDATER_NOW";
+/// The inhibit switch, under `<modules-path>/.updater/`.
+pub const INHIBIT_FILE: &str = "inhibit";
+/// The most bytes of the inhibit file read as its reason.
+const INHIBIT_READ_MAX: u64 = 4096;
+/// The most characters of the reason shown.
+const INHIBIT_REASON_MAX: usize = 200;
+
+/// Updates are inhibited: `<modules-path>/.updater/inhibit` exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inhibit {
+    /// The inhibit file.
+    pub path: PathBuf,
+    /// Its content: trimmed, at most 200 characters, control characters escaped; a note in
+    /// parentheses when it is empty, unreadable or not a regular file.
+    pub reason: String,
+}
+
+impl Inhibit {
+    /// The line a run prints.
+    pub fn line(&self) -> String {
+        format!(
+            "Updates inhibited: {} (remove {} to allow them)",
+            self.reason,
+            crate::output::escape(&self.path.display().to_string())
+        )
+    }
+}
+
+/// Whether updates are inhibited. Anything at the path inhibits (a directory, a dangling
+/// link, an unreadable file too): the switch fails safe and this never errors.
+pub fn inhibit(layout: &Layout) -> Option<Inhibit> {
+    use std::io::Read;
+    let path = layout.state_dir().join(INHIBIT_FILE);
+    std::fs::symlink_metadata(&path).ok()?;
+    let reason = match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => {
+            let mut bytes = Vec::new();
+            match std::fs::File::open(&path)
+                .and_then(|f| f.take(INHIBIT_READ_MAX).read_to_end(&mut bytes))
+            {
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&bytes);
+                    let text = text.trim();
+                    if text.is_empty() {
+                        "(no reason given)".to_string()
+                    } else {
+                        let capped: String = text.chars().take(INHIBIT_REASON_MAX).collect();
+                        let more = if capped.len() < text.len() { "…" } else { "" };
+                        format!("{}{more}", crate::output::escape(&capped))
+                    }
+                }
+                Err(e) => format!("(the file is unreadable: {e})"),
+            }
+        }
+        Ok(_) => "(not a regular file)".to_string(),
+        Err(e) => format!("(the file is unreadable: {e})"),
+    };
+    Some(Inhibit { path, reason })
+}
+
+/// The current time for the update window, in seconds since the epoch: `$UPDATER_NOW` when
+/// set (a test hook; malformed is an error naming it), else the clock.
+pub fn now_unix() -> anyhow::Result<i64> {
+    match &environment().now {
+        Some(v) => crate::window::parse_instant(v).ok_or_else(|| {
+            anyhow::anyhow!(
+                "${NOW_VAR} {:?} is not a time YYYY-MM-DDTHH:MM:SSZ",
+                crate::output::escape(v).as_ref()
+            )
+        }),
+        None => Ok(crate::clock::unix_seconds(std::time::SystemTime::now())),
+    }
+}
+
+/// The update window is closed now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedWindow {
+    /// The window's SPEC.
+    pub spec: String,
+    /// When it opens next, seconds since the epoch.
+    pub next_open: i64,
+}
+
+impl ClosedWindow {
+    /// The line a run prints.
+    pub fn line(&self) -> String {
+        format!(
+            "Outside the update window {:?} (UTC): checking only; it opens next at {}",
+            self.spec,
+            crate::clock::iso8601_unix(self.next_open)
+        )
+    }
+}
+
+/// The update window: `--window`, else the installed index's `metadata.window` (a string; a
+/// malformed one is an error naming the index file), else none (always open).
+pub fn window(
+    cfg: &Config,
+    installed: Option<&GlobalIndex>,
+) -> anyhow::Result<Option<crate::window::Schedule>> {
+    if let Some(w) = &cfg.window {
+        return Ok(Some(w.clone()));
+    }
+    let Some(index) = installed else {
+        return Ok(None);
+    };
+    match index.doc.get("metadata").and_then(|m| m.get("window")) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(spec)) => crate::window::Schedule::parse(spec)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{}: metadata.window {e}", index.path.display())),
+        Some(_) => anyhow::bail!(
+            "{}: metadata.window is not a string (expected e.g. \"Sat 02:00-06:00\")",
+            index.path.display()
+        ),
+    }
+}
+
+/// `Some` when the update window (see [`window`]) is closed at [`now_unix`].
+pub fn closed_window(
+    cfg: &Config,
+    installed: Option<&GlobalIndex>,
+) -> anyhow::Result<Option<ClosedWindow>> {
+    let Some(schedule) = window(cfg, installed)? else {
+        return Ok(None);
+    };
+    let now = now_unix()?;
+    Ok((!schedule.is_open(now)).then(|| ClosedWindow {
+        spec: schedule.spec().to_string(),
+        next_open: schedule.next_open(now),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +479,59 @@ mod tests {
             RunMode::Updated
         );
         assert_eq!(run_mode(None, Some(&bad)), RunMode::Updated);
+    }
+
+    #[test]
+    fn the_window_comes_from_the_command_line_then_the_index_and_a_bad_index_window_names_the_file()
+    {
+        let installed = index(r#"{"metadata": {"window": "Sat 02:00-06:00"}}"#);
+        let w = window(&config(&["sync"]), Some(&installed)).unwrap();
+        assert_eq!(
+            w.map(|w| w.spec().to_string()).as_deref(),
+            Some("Sat 02:00-06:00")
+        );
+        let w = window(
+            &config(&["--window", "Sun 01:00-02:00", "sync"]),
+            Some(&installed),
+        );
+        assert_eq!(
+            w.unwrap().map(|w| w.spec().to_string()).as_deref(),
+            Some("Sun 01:00-02:00")
+        );
+        assert_eq!(window(&config(&["sync"]), None).unwrap(), None);
+        for bad in [
+            r#"{"metadata": {"window": "Sat"}}"#,
+            r#"{"metadata": {"window": 5}}"#,
+        ] {
+            let e = window(&config(&["sync"]), Some(&index(bad))).unwrap_err();
+            assert!(
+                format!("{e:#}").contains("/srv/updates/index.json: metadata.window"),
+                "{e:#}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_inhibit_file_inhibits_with_its_reason_escaped_and_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        assert_eq!(inhibit(&layout), None);
+        std::fs::create_dir_all(layout.state_dir()).unwrap();
+        let path = layout.state_dir().join(INHIBIT_FILE);
+        std::fs::write(&path, "  disk swap\n\u{1b}[31m tonight \n").unwrap();
+        let i = inhibit(&layout).unwrap();
+        assert!(
+            !i.reason.contains('\u{1b}') && !i.reason.contains('\n'),
+            "{i:?}"
+        );
+        assert!(i.reason.starts_with("disk swap"), "{i:?}");
+        assert!(i.line().contains("remove "), "{}", i.line());
+        std::fs::write(&path, "x".repeat(100_000)).unwrap();
+        assert!(inhibit(&layout).unwrap().reason.chars().count() <= INHIBIT_REASON_MAX + 1);
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(inhibit(&layout).unwrap().reason, "(no reason given)");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert_eq!(inhibit(&layout).unwrap().reason, "(not a regular file)");
     }
 }

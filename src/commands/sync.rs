@@ -17,9 +17,32 @@ use crate::ExitStatus;
 
 /// `updater sync`.
 pub fn sync(cfg: &Config) -> Result<ExitStatus> {
+    // Repair first (SPEC: every writing command does), then the inhibit switch and the window.
     let session = super::open(cfg, true)?;
     let layout = &session.layout;
+    if let Some(i) = super::settings::inhibit(layout) {
+        log::info!("{}", i.line());
+        if cfg.json {
+            report::print_json(&report::to_value(&report::InhibitedDocument {
+                command: "sync",
+                modules_path: &cfg.modules_path,
+                inhibited: report::inhibited_value(&i),
+                exit_code: ExitStatus::Success.code(),
+            }));
+        }
+        return Ok(ExitStatus::Success);
+    }
     let installed = GlobalIndex::load(&layout.index())?;
+    if let Some(closed) = super::settings::closed_window(cfg, installed.as_ref())? {
+        log::info!("{}", closed.line());
+        drop(installed);
+        return super::check::check_in(
+            cfg,
+            layout,
+            "sync",
+            super::check::Gate::WindowClosed(&closed),
+        );
+    }
     let mut state = State::load(&layout.state_file())?;
     let mut choices = crate::preserve::MachineChoices::load(layout)?;
     let holds = choices.holds(layout)?;

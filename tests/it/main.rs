@@ -25,6 +25,7 @@ mod run_modes;
 mod signals;
 mod sync;
 mod trust;
+mod window;
 mod wrapper;
 
 /// The modules share one process: none of them may change process-wide state, which would leak
