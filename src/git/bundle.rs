@@ -145,6 +145,8 @@ fn choose_branch(header: &Header, branch: Option<&str>, path: &Path) -> Result<(
     let heads: Vec<(&str, Oid)> = header
         .refs
         .iter()
+        // A name git would refuse (control characters, `..`) is no branch we take or print.
+        .filter(|(name, _)| git2::Reference::is_valid_name(name))
         .filter_map(|(name, oid)| name.strip_prefix("refs/heads/").map(|b| (b, *oid)))
         .collect();
     let names = || {
@@ -308,6 +310,18 @@ mod tests {
     }
 
     #[test]
+    fn header_longer_than_the_cap_is_refused() {
+        let mut text = String::from("# v2 git bundle\n");
+        let line = format!("-{A} padding\n");
+        while (text.len() as u64) <= MAX_HEADER {
+            text.push_str(&line);
+        }
+        text.push_str(&format!("{B} refs/heads/main\n\n"));
+        let e = format!("{:#}", parse(&text).unwrap_err());
+        assert!(e.contains("longer than 4 MiB"), "{e}");
+    }
+
+    #[test]
     fn several_branches_without_head_need_branch() {
         let h = parse(&format!(
             "# v2 git bundle\n{A} refs/heads/a\n{B} refs/heads/b\n\n"
@@ -317,5 +331,16 @@ mod tests {
         assert!(e.to_string().contains("--branch"), "{e}");
         assert_eq!(choose_branch(&h, Some("b"), Path::new("x")).unwrap().0, "b");
         assert!(choose_branch(&h, Some("c"), Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn branch_names_git_refuses_are_not_taken() {
+        let h = parse(&format!(
+            "# v2 git bundle\n{A} refs/heads/a..b\n{B} refs/heads/x\u{1b}y\n\n"
+        ))
+        .unwrap();
+        let e = format!("{:#}", choose_branch(&h, None, Path::new("x")).unwrap_err());
+        assert!(e.contains("no branches"), "{e}");
+        assert!(choose_branch(&h, Some("a..b"), Path::new("x")).is_err());
     }
 }

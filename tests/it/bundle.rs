@@ -129,6 +129,12 @@ fn first_install_from_a_full_v2_bundle_and_an_update_from_an_incremental_v3_bund
     assert_eq!(version_of(&root, "base"), "1.1.0");
     assert_eq!(version_of(&root, "extra"), "1.0.0");
     assert_eq!(last_commit(&root).as_deref(), Some(b.as_str()));
+    // The stick's path is not recorded as the repository later runs use.
+    let recorded = root.read_index()["metadata"]["repository_url"].clone();
+    assert!(
+        !recorded.to_string().contains(".bundle"),
+        "the bundle became the recorded repository: {recorded}"
+    );
     // The same bundle again: nothing new, nothing run.
     let runs = root.runs();
     let out = sync_bundle(&root, &inc, &[]);
