@@ -84,7 +84,10 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     if let (Some(repo_index), true) = (&repo_index, take_metadata) {
         index.merge_metadata_from(repo_index);
     }
-    index.set_metadata("repository_url", &synced.url);
+    // A bundle is a one-off source (a USB stick): later runs keep the recorded repository.
+    if crate::git::bundle_path(&synced.url).is_none() {
+        index.set_metadata("repository_url", &synced.url);
+    }
     if cfg.branch.is_some() || index.branch().is_some() {
         index.set_metadata("branch", &synced.branch);
     }

@@ -43,6 +43,13 @@ pub(super) fn fetch_and_reset(
     opts: &SyncOptions,
 ) -> std::result::Result<SyncedRepo, SyncFailure> {
     let remote_err = |e: git2::Error, what: String| SyncFailure::Remote(anyhow!(e).context(what));
+    if let Some(path) = super::bundle::bundle_path(url) {
+        let (branch, tip, fetched) =
+            super::bundle::load(repo, &path, branch).map_err(SyncFailure::Remote)?;
+        // A bundle has no more history to give: there is nothing to deepen.
+        let mut no_deepen = |_: i32| Ok(());
+        return check_and_reset(repo, url, branch, tip, fetched, local, opts, &mut no_deepen);
+    }
     let mut remote = repo.find_remote(REMOTE).map_err(|e| {
         SyncFailure::Local(anyhow!(e).context(format!("reading the remote of {}", local.display())))
     })?;
@@ -131,6 +138,33 @@ pub(super) fn fetch_and_reset(
         let depth = if fresh && supports_shallow(url) { 1 } else { 0 };
         fetch(&mut remote, depth)?;
     }
+    let mut deepen = |depth: i32| fetch(&mut remote, depth);
+    check_and_reset(
+        repo,
+        url,
+        branch.clone(),
+        tip,
+        fetched,
+        local,
+        opts,
+        &mut deepen,
+    )
+}
+
+/// After the objects are here (by a fetch or from a bundle): the trust checks on `tip`, then
+/// the reset. `deepen(depth)` deepens a shallow clone for the rewind check.
+#[allow(clippy::too_many_arguments)]
+fn check_and_reset(
+    repo: &Repository,
+    url: &str,
+    branch: String,
+    tip: Oid,
+    fetched: bool,
+    local: &Path,
+    opts: &SyncOptions,
+    deepen_to: &mut dyn FnMut(i32) -> std::result::Result<(), SyncFailure>,
+) -> std::result::Result<SyncedRepo, SyncFailure> {
+    let tracking = format!("refs/remotes/{REMOTE}/{branch}");
     opts.trust
         .check_signature(repo, tip)
         .map_err(SyncFailure::Remote)?;
@@ -145,7 +179,7 @@ pub(super) fn fetch_and_reset(
                     match deepen.next() {
                         Some(depth) => {
                             log::debug!("deepening the shallow clone to {depth} commits for the rewind check");
-                            fetch(&mut remote, depth)?;
+                            deepen_to(depth)?;
                         }
                         None => return Err(SyncFailure::Remote(rewind_error(tip, last))),
                     }

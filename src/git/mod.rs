@@ -2,6 +2,8 @@
 //! branch (clone, or fetch and hard-reset; never merge), asking the remote for its default
 //! branch, and never prompting for credentials or host keys.
 //!
+//! - `bundle`: offline bundles (`--repo-url PATH.bundle`, git bundle v2/v3): the header,
+//!   the prerequisites, and indexing the pack into the clone; then the same checks as a fetch.
 //! - `clone`: the clone we manage: marking and adopting it, refusing a foreign checkout,
 //!   cloning again when broken, clearing stale lock files.
 //! - `fetch`: one connection to learn the tip, a (shallow, deepened on demand) fetch, the
@@ -18,12 +20,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+mod bundle;
 mod clone;
 mod fetch;
 mod remote;
 mod url;
 
 pub use crate::trust::policy::TrustPolicy;
+pub use bundle::{bundle_path, MAX_HEADER as MAX_BUNDLE_HEADER};
 pub use clone::{check_clone, is_managed, refuse_foreign_clone, MANAGED_KEY};
 pub use remote::remote_has_branch;
 pub use url::{normalize_url, uses_tls};

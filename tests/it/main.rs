@@ -9,6 +9,7 @@
 
 mod common;
 
+mod bundle;
 mod check;
 mod core;
 mod crash;
