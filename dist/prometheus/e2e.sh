@@ -21,9 +21,12 @@ percent=50
 for tool in prometheus promtool prometheus-node-exporter git python3; do
     command -v "$tool" >/dev/null || { echo "e2e: $tool not found (apt-get install prometheus prometheus-node-exporter)" >&2; exit 2; }
 done
-updater=${UPDATER:-$top/target/debug/updater}
-if [ ! -x "$updater" ]; then
-    (cd "$top" && cargo build -q)
+if [ -n "${UPDATER:-}" ]; then
+    updater=$UPDATER
+    [ -x "$updater" ] || { echo "e2e: UPDATER=$updater is not an executable file" >&2; exit 2; }
+else
+    updater=$top/target/debug/updater
+    [ -x "$updater" ] || (cd "$top" && cargo build -q)
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/updater-prom-e2e.XXXXXX")
@@ -139,7 +142,13 @@ prometheus --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/tsdb" \
 pids+=($!)
 
 echo "== querying Prometheus on 127.0.0.1:$pport"
-python3 - "$pport" "$machines" "$percent" <<'PY'
+show_logs() {
+    echo "e2e: prometheus log (tail):" >&2
+    tail -n 20 "$tmp/prometheus.log" >&2 || true
+    echo "e2e: node_exporter log of machine0 (tail):" >&2
+    tail -n 20 "$tmp/machine0/node-exporter.log" >&2 || true
+}
+python3 - "$pport" "$machines" "$percent" <<'PY' || { show_logs; exit 1; }
 import hashlib, json, sys, time, urllib.parse, urllib.request
 
 port, machines, percent = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
