@@ -128,10 +128,10 @@ def run(cmd, env, cwd=None):
     return p
 
 
-def make_repo(path, env, percent, payload_kib):
-    os.makedirs(os.path.join(path, "modules", MODULE))
-    git = ["git", "-C", path]
-    run(git + ["-c", "init.defaultBranch=master", "init", "-q"], env)
+def write_module(path, env, version, percent, payload_kib, message):
+    """Writes module MODULE at `version` with `metadata.rollout.percent` and commits."""
+    mod = os.path.join(path, "modules", MODULE)
+    os.makedirs(mod, exist_ok=True)
 
     def write(rel, text, mode=0o644):
         p = os.path.join(path, rel)
@@ -139,16 +139,24 @@ def make_repo(path, env, percent, payload_kib):
             f.write(text)
         os.chmod(p, mode)
 
-    write("index.json", json.dumps({"metadata": {"schema_version": "1.0.0", "channel": "stable"},
-                                    "packages": {}}, indent=2) + "\n")
-    index = {"metadata": {"schema_version": VERSION, "rollout": {"percent": percent}},
+    index = {"metadata": {"schema_version": version, "rollout": {"percent": percent}},
              "configuration": {}}
     write(f"modules/{MODULE}/index.json", json.dumps(index, indent=2) + "\n")
     write(f"modules/{MODULE}/update", "#!/bin/sh\nexit 0\n", 0o755)
-    # Incompressible payload, so the first clone's pack has a known size.
-    write(f"modules/{MODULE}/payload.bin", os.urandom(payload_kib * 1024).hex()[: payload_kib * 1024])
-    run(git + ["add", "-A"], env)
-    run(git + ["commit", "-q", "-m", f"{MODULE} {VERSION} at {percent}%"], env)
+    if payload_kib is not None:
+        # Random hex: compresses to about half, like typical binary-ish module content.
+        write(f"modules/{MODULE}/payload.bin", os.urandom(payload_kib * 512).hex())
+    run(["git", "-C", path, "add", "-A"], env)
+    run(["git", "-C", path, "commit", "-q", "-m", message], env)
+
+
+def make_repo(path, env, percent, payload_kib):
+    os.makedirs(path)
+    run(["git", "-C", path, "-c", "init.defaultBranch=master", "init", "-q"], env)
+    with open(os.path.join(path, "index.json"), "w") as f:
+        f.write(json.dumps({"metadata": {"schema_version": "1.0.0", "channel": "stable"},
+                            "packages": {}}, indent=2) + "\n")
+    write_module(path, env, VERSION, percent, payload_kib, f"{MODULE} {VERSION} at {percent}%")
 
 
 def count_log(path):
@@ -264,55 +272,80 @@ def main():
             return row["decision"], row.get("bucket")
 
         machines = list(range(a.machines))
-        first = phase("first sync (clone)", machines, sync_one, a.jobs, relay, daemon_log)
-        noop = phase("no-op sync", machines, sync_one, a.jobs, relay, daemon_log)
-
-        # The split, and each machine's decision against the bucket it must have computed.
-        deferred = applied = 0
+        repo = os.path.join(srv, "updates")
+        raised = min(100, 2 * a.percent)
+        new_version = "1.1.0"
+        # (phase, what is committed before it, the version and percent every machine sees)
+        plan = [
+            ("first sync (clone)", None, VERSION, a.percent),
+            ("no-op sync", None, VERSION, a.percent),
+            (f"rollout raised to {raised} %", lambda: write_module(
+                repo, env, VERSION, raised, None, f"{MODULE} {VERSION}: rollout {raised}%"),
+             VERSION, raised),
+            (f"new version {new_version} at {a.percent} %", lambda: write_module(
+                repo, env, new_version, a.percent, a.payload_kib,
+                f"{MODULE} {new_version} at {a.percent}%"),
+             new_version, a.percent),
+        ]
+        phases = []
         wrong = []
-        for i, (decision, b) in enumerate(first["results"]):
-            expect = bucket(ids[i], MODULE, VERSION)
-            inside = expect < a.percent
-            if decision == "deferred":
-                deferred += 1
-                if inside or b != expect:
-                    wrong.append((i, decision, b, expect))
-            else:
-                applied += 1
-                if not inside:
-                    wrong.append((i, decision, b, expect))
-        for i, (decision, _) in enumerate(noop["results"]):
-            was = first["results"][i][0]
-            if (decision == "deferred") != (was == "deferred"):
-                wrong.append((i, f"{was} then {decision}", None, bucket(ids[i], MODULE, VERSION)))
+        for name, commit, version, percent in plan:
+            if commit is not None:
+                commit()
+            ph = phase(name, machines, sync_one, a.jobs, relay, daemon_log)
+            ph["version"], ph["percent"] = version, percent
+            # Each machine's decision against the bucket it must have computed.
+            ph["applied"] = 0
+            ph["on"] = set()
+            for i, (decision, b) in enumerate(ph["results"]):
+                expect = bucket(ids[i], MODULE, version)
+                if decision == "deferred":
+                    if expect < percent or b != expect:
+                        wrong.append((name, i, decision, b, expect))
+                elif expect >= percent or decision in ("invalid", "not_targeted"):
+                    wrong.append((name, i, decision, b, expect))
+                else:
+                    ph["applied"] += 1
+                    ph["on"].add(i)
+            phases.append(ph)
+        first = phases[0]
+        only_added = first["on"] <= phases[1]["on"] <= phases[2]["on"]
+        if not only_added:
+            wrong.append(("raising the percent removed machines", sorted(first["on"] - phases[2]["on"])))
+        applied = first["applied"]
         share = 100.0 * applied / a.machines
 
         print(f"# Fleet simulation: {a.machines} machines, {a.jobs} at a time, one git daemon "
               f"on 127.0.0.1; module {MODULE} {VERSION} at rollout {a.percent}%")
         print()
-        print(f"Split: **{applied} applied ({share:.1f} %), {deferred} deferred** "
+        print(f"Split: **{applied} applied ({share:.1f} %), {a.machines - applied} deferred** "
               f"(target {a.percent} ± {a.tolerance:g} points)")
         print()
-        print("| phase | machines | wall s | connections | upload-pack requests | "
-              "requests/s | bytes sent by host | bytes received | per machine: round trips | "
-              "per machine: sent | per machine: received |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for ph in (first, noop):
+        print("| phase | machines | on the new version | wall s | connections | upload-pack "
+              "requests | requests/s | bytes sent by host | bytes received | per machine: "
+              "round trips | per machine: sent | per machine: received |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for ph in phases:
             n = ph["machines"]
-            print(f"| {ph['name']} | {n} | {ph['seconds']:.1f} | {ph['daemon_connections']} | "
+            print(f"| {ph['name']} | {n} | {ph['applied']} ({100.0 * ph['applied'] / n:.1f} %) | "
+                  f"{ph['seconds']:.1f} | {ph['daemon_connections']} | "
                   f"{ph['upload_packs']} | {ph['daemon_connections'] / ph['seconds']:.1f} | "
                   f"{kib(ph['sent'])} | {kib(ph['received'])} | "
                   f"{ph['daemon_connections'] / n:.2f} | {ph['sent'] / n:.0f} B | "
                   f"{ph['received'] / n:.0f} B |")
         print()
-        print(f"Connections seen by the byte-counting relay: {first['connections']} and "
-              f"{noop['connections']} (the daemon's log: {first['daemon_connections']} and "
-              f"{noop['daemon_connections']}). Requests/s is the rate of this run ({a.jobs} "
-              f"machines at a time on this host), not a limit of the daemon. "
-              f"Module payload: {a.payload_kib} KiB.")
+        print("Connections counted by the byte-counting relay: "
+              + ", ".join(str(ph["connections"]) for ph in phases)
+              + f" (the daemon's log: "
+              + ", ".join(str(ph["daemon_connections"]) for ph in phases)
+              + f"). Requests/s is the rate of this run ({a.jobs} machines at a time on this "
+              f"host), not a limit of the daemon. Module payload: {a.payload_kib} KiB of hex "
+              f"text ({a.payload_kib // 2} KiB of entropy). Raising the percent only ever "
+              f"added machines (every machine on {VERSION} at {a.percent} % still on it at "
+              f"{raised} %): {'yes' if only_added else 'NO'}.")
         failed = False
         if wrong:
-            print(f"\n{len(wrong)} machine(s) decided against their bucket: {wrong[:10]}")
+            print(f"\n{len(wrong)} machine decision(s) against their bucket: {wrong[:10]}")
             failed = True
         if not a.smoke and abs(share - a.percent) > a.tolerance:
             print(f"\nsplit {share:.1f} % is outside {a.percent} ± {a.tolerance:g}")
