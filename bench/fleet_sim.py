@@ -166,7 +166,16 @@ def count_log(path):
             len(re.findall(r"Request upload-pack", text)))
 
 
-def phase(name, machines, sync_one, jobs, relay, daemon_log):
+def host_cpu(pid):
+    """CPU seconds of the git daemon plus its reaped upload-pack children (/proc/PID/stat
+    utime, stime, cutime, cstime)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def phase(name, machines, sync_one, jobs, relay, daemon_log, daemon_pid):
+    cpu0 = host_cpu(daemon_pid)
     c0, s0, r0 = relay.snapshot()
     l0, u0 = count_log(daemon_log)
     t0 = time.monotonic()
@@ -176,7 +185,9 @@ def phase(name, machines, sync_one, jobs, relay, daemon_log):
     time.sleep(0.2)  # let the relay threads and the daemon's log catch up with the last exit
     c1, s1, r1 = relay.snapshot()
     l1, u1 = count_log(daemon_log)
+    cpu = host_cpu(daemon_pid) - cpu0
     return {
+        "cpu": cpu,
         "name": name, "machines": len(machines), "seconds": dt,
         "connections": c1 - c0, "daemon_connections": l1 - l0, "upload_packs": u1 - u0,
         "sent": s1 - s0, "received": r1 - r0, "results": results,
@@ -292,7 +303,7 @@ def main():
         for name, commit, version, percent in plan:
             if commit is not None:
                 commit()
-            ph = phase(name, machines, sync_one, a.jobs, relay, daemon_log)
+            ph = phase(name, machines, sync_one, a.jobs, relay, daemon_log, daemon.pid)
             ph["version"], ph["percent"] = version, percent
             # Each machine's decision against the bucket it must have computed.
             ph["applied"] = 0
@@ -323,8 +334,8 @@ def main():
         print()
         print("| phase | machines | on the new version | wall s | connections | upload-pack "
               "requests | requests/s | bytes sent by host | bytes received | per machine: "
-              "round trips | per machine: sent | per machine: received |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "round trips | per machine: sent | per machine: received | host CPU per connection |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for ph in phases:
             n = ph["machines"]
             print(f"| {ph['name']} | {n} | {ph['applied']} ({100.0 * ph['applied'] / n:.1f} %) | "
@@ -332,14 +343,16 @@ def main():
                   f"{ph['upload_packs']} | {ph['daemon_connections'] / ph['seconds']:.1f} | "
                   f"{kib(ph['sent'])} | {kib(ph['received'])} | "
                   f"{ph['daemon_connections'] / n:.2f} | {ph['sent'] / n:.0f} B | "
-                  f"{ph['received'] / n:.0f} B |")
+                  f"{ph['received'] / n:.0f} B | "
+                  f"{1000 * ph['cpu'] / max(ph['daemon_connections'], 1):.1f} ms |")
         print()
         print("Connections counted by the byte-counting relay: "
               + ", ".join(str(ph["connections"]) for ph in phases)
               + f" (the daemon's log: "
               + ", ".join(str(ph["daemon_connections"]) for ph in phases)
               + f"). Requests/s is the rate of this run ({a.jobs} machines at a time on this "
-              f"host), not a limit of the daemon. Module payload: {a.payload_kib} KiB of hex "
+              f"host), not a limit of the daemon. Host CPU: git daemon and the upload-pack processes it forked "
+              f"and reaped (/proc utime+stime+cutime+cstime), {os.sysconf('SC_CLK_TCK')} ticks/s. Module payload: {a.payload_kib} KiB of hex "
               f"text ({a.payload_kib // 2} KiB of entropy). Raising the percent only ever "
               f"added machines (every machine on {VERSION} at {a.percent} % still on it at "
               f"{raised} %): {'yes' if only_added else 'NO'}.")
