@@ -121,8 +121,12 @@ class Relay:
                 pass
 
 
-def run(cmd, env, cwd=None):
-    p = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def run(cmd, env, cwd=None, timeout=300):
+    try:
+        p = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        die(f"{' '.join(cmd)} did not finish within {timeout} s")
     if p.returncode != 0:
         die(f"{' '.join(cmd)} exited {p.returncode}:\n{p.stderr.decode(errors='replace')}")
     return p
