@@ -47,13 +47,28 @@ pub fn open_error(path: &Path, e: std::io::Error) -> anyhow::Error {
 /// written and synced, renamed over `path`, and the directory is synced. A crash leaves either
 /// the old file or the new one, never a torn one. The file mode of an existing file is kept.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let mode = fs::metadata(path).map(|m| m.permissions().mode()).ok();
+    replace_file(path, contents, mode.unwrap_or(0o644), true)
+}
+
+/// Replaces `path` with `contents` atomically (temp file in the same directory, rename), without
+/// syncing: for records that must survive the death of this process, which the page cache
+/// already guarantees, but need not survive a power cut (the process group of a running entry:
+/// after a power cut no process is left to kill). Errors name `path`.
+pub fn write_replace(path: &Path, contents: &[u8]) -> Result<()> {
+    replace_file(path, contents, 0o644, false)
+}
+
+/// The one temp-file-and-rename writer behind [`write_atomic`], [`write_replace`] and
+/// [`write_atomic_mode`]: the temp file gets `mode` before the rename (so the path never has
+/// another mode); `durable` syncs the file before the rename and the directory after it. Every
+/// error names the destination: the temporary name means nothing to a reader.
+fn replace_file(path: &Path, contents: &[u8], mode: u32, durable: bool) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     create_dir_all(&dir)?;
-    let mode = fs::metadata(path).map(|m| m.permissions().mode()).ok();
-    // Every error names the destination: the temporary name means nothing to a reader.
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(&dir)
@@ -68,47 +83,19 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let through = |what: &str| format!("{what} {} (through {tmp_shown})", path.display());
     tmp.write_all(contents)
         .with_context(|| through("writing"))?;
-    fs::set_permissions(
-        tmp.path(),
-        fs::Permissions::from_mode(mode.unwrap_or(0o644)),
-    )
-    .with_context(|| through("setting the mode of"))?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| through("syncing"))?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
+        .with_context(|| through("setting the mode of"))?;
+    if durable {
+        tmp.as_file()
+            .sync_all()
+            .with_context(|| through("syncing"))?;
+    }
     tmp.persist(path)
         .map_err(|e| e.error)
         .with_context(|| format!("renaming a temporary file onto {}", path.display()))?;
-    sync_path(&dir)
-}
-
-/// Replaces `path` with `contents` atomically (temp file in the same directory, rename), without
-/// syncing: for records that must survive the death of this process, which the page cache
-/// already guarantees, but need not survive a power cut (the process group of a running entry:
-/// after a power cut no process is left to kill). Errors name `path`.
-pub fn write_replace(path: &Path, contents: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    create_dir_all(&dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(&dir)
-        .with_context(|| {
-            format!(
-                "writing {}: creating a temporary file in {}",
-                path.display(),
-                dir.display()
-            )
-        })?;
-    tmp.write_all(contents)
-        .with_context(|| format!("writing {}", path.display()))?;
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))
-        .with_context(|| format!("setting the mode of {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("renaming a temporary file onto {}", path.display()))?;
+    if durable {
+        sync_path(&dir)?;
+    }
     Ok(())
 }
 
@@ -473,26 +460,7 @@ pub fn make_sh_executable(root: &Path) -> Result<usize> {
 /// Like [`write_atomic`], but the file gets exactly `mode` (set on the temp file before the
 /// rename, so the path never has another mode).
 pub fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    create_dir_all(&dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(&dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(contents)
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting the mode of {}", tmp.path().display()))?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("syncing {}", tmp.path().display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("renaming a temporary file onto {}", path.display()))?;
-    sync_path(&dir)
+    replace_file(path, contents, mode, true)
 }
 
 /// Renames `from` to `to` only if `to` does not exist (Linux `renameat2(RENAME_NOREPLACE)`: an
