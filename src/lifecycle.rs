@@ -293,13 +293,15 @@ pub fn restart_old(
     fault::at(fault::Point::Restarting, name);
     let dir = layout.module(name);
     let mut version = None;
-    let result = (|| -> Result<Option<&'static str>> {
+    let mut ran = None;
+    let result = (|| -> Result<()> {
         let index = ModuleIndex::load(&dir)?;
         version = Some(index.version.to_string());
         let steps = steps(&index, &dir)?;
         let Some((step, program)) = steps.restart() else {
-            return Ok(None);
+            return Ok(());
         };
+        ran = Some(step);
         log::info!(
             "Module {name}: restarting the old version {} (its {step})",
             index.version
@@ -324,27 +326,20 @@ pub fn restart_old(
             "entry point (restarting the old version)"
         };
         runner.run(what, program)?;
-        Ok(Some(step))
+        Ok(())
     })();
-    let restart = match result {
-        Ok(step) => Restart {
-            ran: step.is_some(),
-            ok: true,
-            step,
-            version,
-            error: None,
-        },
-        Err(e) => {
-            log::error!("Module {name}: restarting the old version failed: {e:#}");
-            Restart {
-                ran: true,
-                ok: false,
-                step: None,
-                version,
-                error: Some(format!("{e:#}")),
-            }
-        }
+    let restart = Restart {
+        // An error before anything could run (an unreadable old index) still counts as a
+        // restart that was due and failed.
+        ran: ran.is_some() || result.is_err(),
+        ok: result.is_ok(),
+        step: ran,
+        version,
+        error: result.as_ref().err().map(|e| format!("{e:#}")),
     };
+    if let Err(e) = &result {
+        log::error!("Module {name}: restarting the old version failed: {e:#}");
+    }
     if let Err(e) = journal.remove(name) {
         log::error!("{e:#}");
     }
@@ -363,20 +358,120 @@ pub fn restart_pending(layout: &Layout, python: &Path) -> Result<Vec<(String, Re
             continue;
         }
         let r = restart_old(layout, &journal, &name, &entry.version, python);
+        let line = format!(
+            "Module {name}: its interrupted update to {} was undone: {}",
+            entry.version,
+            r.describe()
+        );
         if r.ok {
-            log::warn!(
-                "Module {name}: the interrupted update to {} was rolled back; {}",
-                entry.version,
-                r.describe()
-            );
+            log::warn!("{line}");
         } else {
-            log::error!(
-                "Module {name}: the interrupted update to {} was rolled back; {}",
-                entry.version,
-                r.describe()
-            );
+            log::error!("{line}");
         }
         out.push((name, r));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(dir: &Path, meta: &str) -> ModuleIndex {
+        ModuleIndex::parse(
+            &dir.join("index.json"),
+            &format!(r#"{{"metadata": {{"schema_version": "1.0.0"{meta}}}}}"#),
+        )
+        .unwrap()
+    }
+
+    fn script(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn steps_resolve_like_the_entry_and_restart_falls_back_to_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        script(&d.join("update"), 0o755);
+        script(&d.join("bin/prepare"), 0o755);
+        script(&d.join("rb.py"), 0o644);
+        let plain = steps(&module(d, ""), d).unwrap();
+        assert_eq!(plain.prepare, None);
+        assert_eq!(plain.entry, Some(Program::Executable(d.join("update"))));
+        assert_eq!(
+            plain.restart(),
+            Some(("entry", &Program::Executable(d.join("update"))))
+        );
+        let full = steps(
+            &module(
+                d,
+                r#", "prepare": "bin/prepare", "rollback": "rb.py", "health": "h.py""#,
+            ),
+            d,
+        )
+        .unwrap();
+        assert_eq!(
+            full.prepare,
+            Some(Program::Executable(d.join("bin/prepare")))
+        );
+        assert_eq!(full.health, Some(Program::PythonMain(d.join("h.py"))));
+        assert_eq!(
+            full.restart(),
+            Some(("rollback", &Program::PythonMain(d.join("rb.py"))))
+        );
+    }
+
+    #[test]
+    fn a_missing_or_non_executable_step_is_an_error_naming_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        script(&d.join("prepare.sh"), 0o644);
+        let e = format!(
+            "{:#}",
+            steps(&module(d, r#", "prepare": "prepare.sh""#), d).unwrap_err()
+        );
+        assert!(
+            e.contains("index.json")
+                && e.contains("metadata.prepare")
+                && e.contains("not executable"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            steps(&module(d, r#", "rollback": "gone.sh""#), d).unwrap_err()
+        );
+        assert!(
+            e.contains("metadata.rollback") && e.contains("does not exist"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_human_words_of_a_restart() {
+        let ok = Restart {
+            ran: true,
+            ok: true,
+            step: Some("rollback"),
+            version: Some("1.0.0".into()),
+            error: None,
+        };
+        assert_eq!(
+            ok.describe(),
+            "rolled back to 1.0.0; old version restarted (its rollback step)"
+        );
+        let failed = Restart {
+            ok: false,
+            error: Some("rollback step failed: exit status 4".into()),
+            ..ok
+        };
+        assert_eq!(
+            failed.describe(),
+            "rolled back to 1.0.0; restart FAILED: rollback step failed: exit status 4"
+        );
+        assert_eq!(Restart::nothing(None).describe(), "it was not installed");
+    }
 }

@@ -136,7 +136,10 @@ impl Restart {
         match (self.ran, self.ok, &self.error) {
             (true, true, _) => format!(
                 "{to}; old version restarted (its {})",
-                self.step.unwrap_or("entry")
+                match self.step {
+                    Some("rollback") => "rollback step",
+                    _ => "entry point",
+                }
             ),
             (false, true, _) if self.version.is_some() => {
                 format!("{to}; the old copy has no rollback step or entry point to restart")
