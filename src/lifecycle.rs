@@ -164,8 +164,9 @@ impl<'a> Runner<'a> {
 
 /// Runs the `prepare` step of module `name` (if its new copy declares one) from the staged copy
 /// `staged`, before the swap, with `env` plus `UPDATER_STAGE=1` (`env`'s `UPDATER_MODULE_DIR`
-/// should be `staged`). Starts the module's log file afresh. An error says "prepare failed";
-/// the caller then discards the staging, and nothing installed has changed.
+/// should be `staged`). Starts the module's log file afresh. An error says "prepare failed" (or
+/// which step of the staged copy cannot be resolved); the caller then discards the staging, and
+/// nothing installed has changed.
 pub fn prepare(
     layout: &Layout,
     name: &str,
@@ -174,7 +175,10 @@ pub fn prepare(
     env: &[(String, String)],
     python: &Path,
 ) -> Result<()> {
-    let steps = steps(index, staged).context("prepare failed")?;
+    // Every step of the new copy is resolved here, so a missing or non-executable entry point
+    // is found before anything installed changes.
+    let steps = steps(index, staged)
+        .with_context(|| format!("checking the steps of the staged copy of {name}"))?;
     let mut env = env.to_vec();
     env.push(("UPDATER_STAGE".into(), "1".into()));
     let runner = Runner::new(layout, name, staged, &env, index, python, true)?;
