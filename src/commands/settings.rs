@@ -140,6 +140,49 @@ impl RepoSettings {
                 .unwrap_or_else(|| layout.state_dir().join("allowed_signers"))
         });
         prepare_git(&url);
+        // -v: where everything comes from and goes to.
+        let source = |cli: bool, index: bool| {
+            if cli {
+                "the command line"
+            } else if index {
+                "the installed index"
+            } else {
+                "the default"
+            }
+        };
+        log::debug!(
+            "Install root {}: index {}, state {}",
+            cfg.modules_path.display(),
+            layout.index().display(),
+            layout.state_dir().display()
+        );
+        log::debug!(
+            "Repository {url} (from {}), {}, clone {}{}",
+            source(
+                cfg.repo_url.is_some(),
+                installed.is_some_and(|i| i.repository_url().is_some())
+            ),
+            match &branch {
+                Some(b) => format!(
+                    "branch {b} (from {})",
+                    source(cfg.branch.is_some(), installed.is_some())
+                ),
+                None => "the remote's default branch".to_string(),
+            },
+            clone.display(),
+            if clone == layout.default_clone() {
+                " (updater's own)"
+            } else {
+                " (--local-repo)"
+            }
+        );
+        match &allowed_signers {
+            Some(file) => log::debug!(
+                "Signed commits required; allowed signers {}",
+                file.display()
+            ),
+            None => log::debug!("Signed commits not required"),
+        }
         RepoSettings {
             url: git::normalize_url(&url, environment().cwd.as_deref()),
             branch,
@@ -222,10 +265,16 @@ pub struct RunSettings {
 impl RunSettings {
     /// Resolves them (a bad `metadata.run` is logged here, once).
     pub fn resolve(cfg: &Config, installed: Option<&GlobalIndex>) -> RunSettings {
-        RunSettings {
+        let settings = RunSettings {
             python: python(cfg, installed),
             run: run_mode(cfg.run, installed),
-        }
+        };
+        log::debug!(
+            "Run mode {}; main(args) modules run with {}",
+            format!("{:?}", settings.run).to_lowercase(),
+            settings.python.display()
+        );
+        settings
     }
 }
 
