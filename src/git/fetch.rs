@@ -131,13 +131,12 @@ pub(super) fn fetch_and_reset(
     };
     let have_tip = repo.find_commit(tip).is_ok();
     log::trace!(
-        "git: {url} {wanted} is at {tip}; {}",
+        "git: {url} refs/heads/{branch} is at {tip}; {}",
         if have_tip {
             "the clone has it, nothing to fetch"
         } else {
             "fetching it"
-        },
-        wanted = format!("refs/heads/{branch}")
+        }
     );
     let fetched = !have_tip;
     if !have_tip {
