@@ -128,27 +128,44 @@ fn own_level(verbosity: Verbosity) -> log::LevelFilter {
 }
 
 /// The env_logger filter of a run: `warn,updater=<level of -q/-v/-vv>`, then `$RUST_LOG`'s
-/// directives in its own syntax (`debug`, `updater::git=trace`, `git2=debug`, `info/regex`
+/// directives in its own syntax (`debug`, `updater::git=trace`, `git2=debug`, `info/text`
 /// where `/text` keeps only messages containing `text`): a bare level sets every crate,
 /// updater's own records too unless `$RUST_LOG` names `updater` itself; a module directive
 /// adds to the rest (the longest matching module path wins). Last, an explicit `-q`, `-v` or
 /// `-vv` sets updater's own level again: the command line beats the environment, while a
 /// deeper module of `$RUST_LOG` (`updater::git=trace`) keeps its own level.
-pub fn filter_spec(verbosity: Verbosity, rust_log: Option<&str>) -> String {
+///
+/// Also returns the parts of `$RUST_LOG` that are left out because env_logger would refuse
+/// them (`updater=loud`, `a=b=c`, a second `/`), for the run to warn about.
+pub fn filter_spec(verbosity: Verbosity, rust_log: Option<&str>) -> (String, Vec<String>) {
     let own = own_level(verbosity).to_string().to_lowercase();
     let mut directives = vec!["warn".to_string(), format!("updater={own}")];
+    let mut rejected = Vec::new();
     let mut message_filter = None;
     if let Some(spec) = rust_log.map(str::trim).filter(|s| !s.is_empty()) {
         let (spec, filter) = match spec.split_once('/') {
             Some((d, f)) => (d, Some(f)),
             None => (spec, None),
         };
-        message_filter = filter;
-        let parts: Vec<&str> = spec
+        match filter {
+            Some(f) if f.contains('/') => rejected.push(format!("/{f}")),
+            Some(f) => message_filter = Some(f),
+            None => {}
+        }
+        let valid = |part: &str| {
+            let mut pieces = part.split('=');
+            match (pieces.next(), pieces.next().map(str::trim), pieces.next()) {
+                (Some(_), None, None) | (Some(_), Some(""), None) => true,
+                (Some(_), Some(level), None) => level.parse::<log::LevelFilter>().is_ok(),
+                _ => false,
+            }
+        };
+        let (parts, refused): (Vec<&str>, Vec<&str>) = spec
             .split(',')
             .map(str::trim)
             .filter(|p| !p.is_empty())
-            .collect();
+            .partition(|p| valid(p));
+        rejected.extend(refused.into_iter().map(str::to_string));
         let names_updater = parts
             .iter()
             .any(|p| p.split('=').next().map(str::trim) == Some("updater"));
@@ -158,16 +175,16 @@ pub fn filter_spec(verbosity: Verbosity, rust_log: Option<&str>) -> String {
                 directives.push(format!("updater={part}"));
             }
         }
-    }
-    if rust_log.is_some() && verbosity != Verbosity::Normal {
-        directives.push(format!("updater={own}"));
+        if verbosity != Verbosity::Normal {
+            directives.push(format!("updater={own}"));
+        }
     }
     let mut spec = directives.join(",");
     if let Some(filter) = message_filter {
         spec.push('/');
         spec.push_str(filter);
     }
-    spec
+    (spec, rejected)
 }
 
 /// Installs the logger. Safe to call more than once (later calls do nothing).
@@ -182,8 +199,9 @@ pub fn init(verbosity: Verbosity, to_stderr: bool) {
         armed.journal_stream.as_deref(),
         output::stream_identity(stream),
     );
-    let _ = env_logger::Builder::new()
-        .parse_filters(&filter_spec(verbosity, armed.rust_log.as_deref()))
+    let (spec, rejected) = filter_spec(verbosity, armed.rust_log.as_deref());
+    let installed = env_logger::Builder::new()
+        .parse_filters(&spec)
         .write_style(env_logger::WriteStyle::Never)
         .target(env_logger::Target::Pipe(Box::new(Printer(stream))))
         .format(move |buf, record| {
@@ -191,6 +209,14 @@ pub fn init(verbosity: Verbosity, to_stderr: bool) {
             writeln!(buf, "{line}")
         })
         .try_init();
+    if installed.is_ok() {
+        for part in rejected {
+            log::warn!(
+                "$RUST_LOG: ignoring {:?} (not env_logger's `module=level`)",
+                output::escape(&part)
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -241,28 +267,39 @@ mod tests {
     #[test]
     fn rust_log_is_laid_over_the_verbosity_and_the_flags_win_for_updater() {
         use Verbosity::*;
-        assert_eq!(filter_spec(Normal, None), "warn,updater=info");
-        assert_eq!(filter_spec(Verbose, None), "warn,updater=debug");
+        let spec = |v, r| filter_spec(v, r).0;
+        assert_eq!(spec(Normal, None), "warn,updater=info");
+        assert_eq!(spec(Verbose, None), "warn,updater=debug");
         // A bare level: every crate, updater too.
         assert_eq!(
-            filter_spec(Normal, Some("debug")),
+            spec(Normal, Some("debug")),
             "warn,updater=info,debug,updater=debug"
         );
         // A module directive adds to the defaults.
         assert_eq!(
-            filter_spec(Normal, Some("updater::git=trace")),
+            spec(Normal, Some("updater::git=trace")),
             "warn,updater=info,updater::git=trace"
         );
         // RUST_LOG naming updater itself is taken as it is.
         assert_eq!(
-            filter_spec(Normal, Some("trace,updater=warn")),
+            spec(Normal, Some("trace,updater=warn")),
             "warn,updater=info,trace,updater=warn"
         );
         // -q beats RUST_LOG for updater's own level; the message filter stays last.
         assert_eq!(
-            filter_spec(Quiet, Some("debug/fetch")),
+            spec(Quiet, Some("debug/fetch")),
             "warn,updater=warn,debug,updater=debug,updater=warn/fetch"
         );
+    }
+
+    #[test]
+    fn rust_log_parts_env_logger_would_refuse_are_left_out_and_named() {
+        let (spec, rejected) = filter_spec(
+            Verbosity::Normal,
+            Some("updater=loud,a=b=c,updater::git=trace,x=/y/z"),
+        );
+        assert_eq!(spec, "warn,updater=info,updater::git=trace,x=");
+        assert_eq!(rejected, vec!["/y/z", "updater=loud", "a=b=c"]);
     }
 
     #[test]
@@ -275,17 +312,17 @@ mod tests {
                 &Metadata::builder().target(target).level(level).build(),
             )
         };
-        let s = filter_spec(Verbosity::Normal, Some("updater::git=debug"));
+        let s = filter_spec(Verbosity::Normal, Some("updater::git=debug")).0;
         assert!(enabled(&s, "updater::git::fetch", Level::Debug));
         assert!(!enabled(&s, "updater::apply", Level::Debug));
         assert!(enabled(&s, "updater::apply", Level::Info));
         assert!(!enabled(&s, "git2", Level::Info));
-        let s = filter_spec(Verbosity::Normal, Some("debug"));
+        let s = filter_spec(Verbosity::Normal, Some("debug")).0;
         assert!(enabled(&s, "updater::apply", Level::Debug));
         assert!(enabled(&s, "rayon", Level::Debug));
-        let s = filter_spec(Verbosity::Quiet, Some("debug"));
+        let s = filter_spec(Verbosity::Quiet, Some("debug")).0;
         assert!(!enabled(&s, "updater::apply", Level::Info));
-        let s = filter_spec(Verbosity::Trace, None);
+        let s = filter_spec(Verbosity::Trace, None).0;
         assert!(enabled(&s, "updater::runner", Level::Trace));
     }
 }
