@@ -40,39 +40,6 @@ pub struct ApplyOptions {
     pub machine_enabled: BTreeMap<String, bool>,
 }
 
-/// Which modules are running, for people watching a terminal (stderr).
-struct Progress {
-    enabled: bool,
-    total: usize,
-    state: std::sync::Mutex<(usize, Vec<String>)>,
-}
-
-impl Progress {
-    fn update(&self, name: &str, started: bool) {
-        if !self.enabled {
-            return;
-        }
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if started {
-            st.1.push(name.to_string());
-        } else {
-            st.1.retain(|n| n != name);
-            st.0 += 1;
-        }
-        let running = if st.1.is_empty() {
-            "-".to_string()
-        } else {
-            st.1.join(", ")
-        };
-        crate::output::err(&format!(
-            "[{}/{}] running: {}",
-            st.0,
-            self.total,
-            crate::output::escape(&running)
-        ));
-    }
-}
-
 /// Applies every module of `plan` whose action is not `Nothing`; returns each one's outcome.
 pub fn apply(
     layout: &Layout,
@@ -139,11 +106,7 @@ pub fn apply(
             _ => Err(format!("dependency {dep} is not installed")),
         }
     };
-    let progress = Progress {
-        enabled: opts.progress,
-        total: nodes.len(),
-        state: std::sync::Mutex::new((0, Vec::new())),
-    };
+    let progress = crate::progress::Apply::new(opts.progress, nodes.len());
     let work = |name: &str| -> Outcome {
         if crate::signals::stop_requested() {
             return Outcome::new(
@@ -153,19 +116,20 @@ pub fn apply(
         }
         match plan.get(name) {
             Some(m) => {
-                progress.update(name, true);
+                progress.started(name);
                 let o = if installing.contains(name) {
                     install_one(layout, &journal, m, opts, standby.get(name))
                 } else {
                     run_one(layout, m, opts)
                 };
-                progress.update(name, false);
+                progress.finished(name);
                 o
             }
             None => Outcome::new(ModuleResult::Skipped, Some("not in the plan".into())),
         }
     };
     let mut outcomes = schedule::run(&nodes, opts.jobs, external, work)?;
+    drop(progress);
     outcomes.extend(outcomes_before);
     for o in &outcomes {
         if o.1.result == ModuleResult::Skipped {

@@ -254,7 +254,8 @@ pub struct GlobalArgs {
     #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
-    /// More detail (-vv for even more)
+    /// More detail: -v decisions and paths, -vv also git and process detail ($RUST_LOG
+    /// refines, e.g. RUST_LOG=updater::git=trace)
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }

@@ -37,6 +37,7 @@ pub mod output;
 pub mod perms;
 pub mod plan;
 pub mod preserve;
+pub mod progress;
 pub mod python;
 pub mod recover;
 pub mod report;

@@ -13,6 +13,9 @@
 //! - **Escaping**: text that others wrote (module names, versions, messages, a program's output)
 //!   goes through [`escape`], so a control character can neither start a forged log line nor
 //!   drive a terminal. The logger escapes every record, so one record is always one line.
+//! - **Progress** (`progress`): while a progress bar is on the terminal, every write here
+//!   first takes the bars off the screen and puts them back after ([`crate::progress::suspend`]),
+//!   so a log line never tears a bar; the bars themselves are drawn through [`write_raw`].
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -56,8 +59,14 @@ fn state() -> std::sync::MutexGuard<'static, Streams> {
 }
 
 /// Writes `bytes` as they are to `stream`, unless that stream already failed. The lock is held
-/// for the whole write, so records from parallel workers never interleave.
+/// for the whole write, so records from parallel workers never interleave. Progress bars on the
+/// terminal are taken down around the write (see [`crate::progress::suspend`]).
 pub fn write_bytes(stream: Stream, bytes: &[u8]) {
+    crate::progress::suspend(|| write_raw(stream, bytes));
+}
+
+/// [`write_bytes`] without suspending the progress bars: how the bars draw themselves.
+pub(crate) fn write_raw(stream: Stream, bytes: &[u8]) {
     let mut st = state();
     let health = match stream {
         Stream::Stdout => &mut st.stdout,
@@ -108,9 +117,25 @@ pub fn err(text: &str) {
     line(Stream::Stderr, text);
 }
 
-/// Text on stderr without a newline (transfer progress that rewrites its line with `\r`).
-pub fn progress(text: &str) {
-    write_bytes(Stream::Stderr, text.as_bytes());
+/// The device and inode numbers of what `stream` is connected to (a file, a pipe, a socket),
+/// as `fstat(2)` tells them: what `$JOURNAL_STREAM` names when the stream goes to journald.
+pub fn stream_identity(stream: Stream) -> Option<(u64, u64)> {
+    let stat = match stream {
+        Stream::Stdout => rustix::fs::fstat(io::stdout()),
+        Stream::Stderr => rustix::fs::fstat(io::stderr()),
+    }
+    .ok()?;
+    // dev_t and ino_t are unsigned 64-bit on Linux; the casts only widen elsewhere.
+    #[allow(clippy::unnecessary_cast)]
+    Some((stat.st_dev as u64, stat.st_ino as u64))
+}
+
+/// The width of the terminal on stderr in columns (None: not a terminal, or it does not say).
+pub fn stderr_width() -> Option<u16> {
+    rustix::termios::tcgetwinsize(io::stderr())
+        .ok()
+        .map(|w| w.ws_col)
+        .filter(|&c| c > 0)
 }
 
 /// Prints a JSON document on stdout (pretty, one per run). serde_json escapes every control

@@ -49,6 +49,19 @@ pub fn log_decision_lines(plan: &Plan) {
     for m in &plan.modules {
         let installed = m.installed.as_deref().unwrap_or("none");
         let available = m.available.as_deref().unwrap_or("none");
+        // -v: the decision and the files it was made from.
+        let index = |i: &Option<crate::module::ModuleIndex>| {
+            i.as_ref()
+                .map_or("none".to_string(), |i| i.path.display().to_string())
+        };
+        log::debug!(
+            "Module {}: decision {}, action {:?}; installed {installed} from {}, repository {available} from {}",
+            m.name,
+            m.decision.as_str(),
+            m.action,
+            index(&m.installed_index),
+            index(&m.repo_index)
+        );
         match m.decision {
             Decision::New | Decision::Update => {
                 log::info!("Module {} needs update: {installed} → {available}", m.name)

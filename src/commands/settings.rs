@@ -1,6 +1,7 @@
 //! The settings stage: the one reader of the process environment (`UPDATER_PYTHON`,
 //! `UPDATER_CRASH_AT`, `UPDATER_FRAMEWORK_FAIL_AT`, `UPDATER_HOOK_TIMEOUT_SECS`,
-//! `UPDATER_NO_FORKSERVER`, `UPDATER_MACHINE_ID_FILE`, `UPDATER_NOW`, the working directory; the one
+//! `UPDATER_NO_FORKSERVER`, `UPDATER_MACHINE_ID_FILE`, `UPDATER_NOW`, `RUST_LOG`, `JOURNAL_STREAM`,
+//! the working directory; the one
 //! writer too: `SSL_CERT_FILE`, see
 //! [`prepare_git`]) and of the installed global index's settings (`repository_url`,
 //! `branch`, `require_signed`, `python`, `run`, `window`; and the inhibit switch, see [`inhibit`]). Each command resolves them here, once, into
@@ -41,6 +42,11 @@ pub struct Environment {
     /// `$UPDATER_NOW` (`YYYY-MM-DDTHH:MM:SSZ`): the test hook that stands in for the clock when
     /// deciding the update window (see [`now_unix`]).
     pub now: Option<String>,
+    /// `$RUST_LOG` (non-empty): log filter directives laid over `-q`/`-v` (see `logging`).
+    pub rust_log: Option<String>,
+    /// `$JOURNAL_STREAM` (`DEV:INODE`, set by systemd): when it names the stream the log goes
+    /// to, log lines are written for journald (see `logging`).
+    pub journal_stream: Option<String>,
 }
 
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
@@ -68,7 +74,14 @@ pub fn environment() -> &'static Environment {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             now: std::env::var(NOW_VAR).ok().filter(|v| !v.is_empty()),
+            rust_log: std::env::var("RUST_LOG")
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
+            journal_stream: std::env::var("JOURNAL_STREAM")
+                .ok()
+                .filter(|v| !v.is_empty()),
         };
+        crate::logging::arm(env.rust_log.clone(), env.journal_stream.clone());
         crate::fault::arm(env.crash_at.clone());
         crate::framework::arm_failure(env.framework_fail_at.clone());
         env
@@ -127,6 +140,49 @@ impl RepoSettings {
                 .unwrap_or_else(|| layout.state_dir().join("allowed_signers"))
         });
         prepare_git(&url);
+        // -v: where everything comes from and goes to.
+        let source = |cli: bool, index: bool| {
+            if cli {
+                "the command line"
+            } else if index {
+                "the installed index"
+            } else {
+                "the default"
+            }
+        };
+        log::debug!(
+            "Install root {}: index {}, state {}",
+            cfg.modules_path.display(),
+            layout.index().display(),
+            layout.state_dir().display()
+        );
+        log::debug!(
+            "Repository {url} (from {}), {}, clone {}{}",
+            source(
+                cfg.repo_url.is_some(),
+                installed.is_some_and(|i| i.repository_url().is_some())
+            ),
+            match &branch {
+                Some(b) => format!(
+                    "branch {b} (from {})",
+                    source(cfg.branch.is_some(), installed.is_some())
+                ),
+                None => "the remote's default branch".to_string(),
+            },
+            clone.display(),
+            if clone == layout.default_clone() {
+                " (updater's own)"
+            } else {
+                " (--local-repo)"
+            }
+        );
+        match &allowed_signers {
+            Some(file) => log::debug!(
+                "Signed commits required; allowed signers {}",
+                file.display()
+            ),
+            None => log::debug!("Signed commits not required"),
+        }
         RepoSettings {
             url: git::normalize_url(&url, environment().cwd.as_deref()),
             branch,
@@ -209,10 +265,16 @@ pub struct RunSettings {
 impl RunSettings {
     /// Resolves them (a bad `metadata.run` is logged here, once).
     pub fn resolve(cfg: &Config, installed: Option<&GlobalIndex>) -> RunSettings {
-        RunSettings {
+        let settings = RunSettings {
             python: python(cfg, installed),
             run: run_mode(cfg.run, installed),
-        }
+        };
+        log::debug!(
+            "Run mode {}; main(args) modules run with {}",
+            format!("{:?}", settings.run).to_lowercase(),
+            settings.python.display()
+        );
+        settings
     }
 }
 

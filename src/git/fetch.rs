@@ -130,6 +130,14 @@ pub(super) fn fetch_and_reset(
             })
     };
     let have_tip = repo.find_commit(tip).is_ok();
+    log::trace!(
+        "git: {url} refs/heads/{branch} is at {tip}; {}",
+        if have_tip {
+            "the clone has it, nothing to fetch"
+        } else {
+            "fetching it"
+        }
+    );
     let fetched = !have_tip;
     if !have_tip {
         // A first clone over the network is shallow: only the tip's objects are transferred.

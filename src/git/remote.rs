@@ -40,22 +40,38 @@ pub(super) fn callbacks<'a>(progress: bool) -> RemoteCallbacks<'a> {
     });
     // Past the sync's deadline, any transfer that still makes progress is stopped here.
     cb.sideband_progress(|_| !past_deadline());
+    // Progress for people (`progress`); at -vv, what the transfer brought (`log` trace).
+    let mut transfer = crate::progress::Transfer::new(progress);
+    let mut told = false;
     cb.transfer_progress(move |p| {
         if past_deadline() {
             return false;
         }
-        if progress && p.total_objects() > 0 {
-            crate::output::progress(&format!(
-                "\rReceiving objects: {:3}% ({}/{}), {} KiB",
-                p.received_objects() * 100 / p.total_objects(),
+        transfer.update(crate::progress::TransferStats {
+            received_objects: p.received_objects(),
+            total_objects: p.total_objects(),
+            indexed_deltas: p.indexed_deltas(),
+            total_deltas: p.total_deltas(),
+            received_bytes: p.received_bytes(),
+        });
+        if !told
+            && p.total_objects() > 0
+            && p.received_objects() == p.total_objects()
+            && p.indexed_deltas() == p.total_deltas()
+        {
+            told = true;
+            log::trace!(
+                "git: received {} objects ({} bytes; {} were local), {} deltas",
                 p.received_objects(),
-                p.total_objects(),
-                p.received_bytes() / 1024
-            ));
-            if p.received_objects() == p.total_objects() {
-                crate::output::err("");
-            }
+                p.received_bytes(),
+                p.local_objects(),
+                p.total_deltas()
+            );
         }
+        true
+    });
+    cb.update_tips(|name, old, new| {
+        log::trace!("git: {name} {old} -> {new}");
         true
     });
     cb
@@ -82,6 +98,10 @@ fn past_deadline() -> bool {
 pub(super) fn set_timeouts() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        // At -vv (or RUST_LOG=updater::git::libgit2=trace), libgit2's own trace goes to the log.
+        if log::log_enabled!(target: LIBGIT2_TARGET, log::Level::Trace) {
+            let _ = git2::trace_set(git2::TraceLevel::Trace, libgit2_trace);
+        }
         // SAFETY: these only set global libgit2 options, before any network operation starts
         // on another thread; the values are plain integers.
         unsafe {
@@ -89,6 +109,13 @@ pub(super) fn set_timeouts() {
             let _ = git2::opts::set_server_timeout_in_milliseconds(300_000);
         }
     });
+}
+
+/// The log target of libgit2's own trace messages.
+const LIBGIT2_TARGET: &str = "updater::git::libgit2";
+
+fn libgit2_trace(level: git2::TraceLevel, message: &[u8]) {
+    log::trace!(target: LIBGIT2_TARGET, "libgit2 {level:?}: {}", String::from_utf8_lossy(message));
 }
 
 pub(super) fn timeout_error(url: &str, timeout: std::time::Duration) -> anyhow::Error {

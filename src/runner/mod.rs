@@ -87,6 +87,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome> {
 fn run_in(registry: &Registry, spec: &RunSpec) -> Result<RunOutcome> {
     let output = Arc::new(Output::open(spec.module, spec.log_file)?);
     output.note(&format!("=== {}: {}", spec.module, describe(spec)));
+    log::trace!("process: [{}] {}", spec.module, describe(spec));
     let started = Instant::now();
     let verdict = match spec.program {
         Program::Executable(path) => run_executable(spec, path, &output).map(|v| (v, None)),
@@ -119,15 +120,16 @@ fn run_in(registry: &Registry, spec: &RunSpec) -> Result<RunOutcome> {
             details,
         },
     };
-    output.note(&format!(
-        "=== {}: {} after {}",
-        spec.module,
+    let ended = format!(
+        "{} after {}",
         match &outcome.reason {
             None => "success".to_string(),
             Some(reason) => format!("failure: {reason}"),
         },
         seconds(duration)
-    ));
+    );
+    output.note(&format!("=== {}: {ended}", spec.module));
+    log::trace!("process: [{}] {ended}", spec.module);
     Ok(outcome)
 }
 

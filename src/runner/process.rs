@@ -80,6 +80,11 @@ pub(super) fn run_process(
         }
     };
     let started = Instant::now();
+    log::trace!(
+        "process: {} started as pid {} (its own process group)",
+        Path::new(&program).display(),
+        child.id()
+    );
     // Only the child holds the log file as its output now.
     drop(command);
     // From here on the guard kills and reaps the child on every early return.

@@ -17,6 +17,7 @@ mod fleet;
 mod framework;
 mod homeserver;
 mod integrations;
+mod journald;
 mod legacy;
 mod lifecycle;
 mod manage;

@@ -366,3 +366,260 @@ fn json_error_document_when_a_rewind_is_refused() {
     });
     assert_error_document(&out, "sync", "rewind");
 }
+
+// --- verbosity and RUST_LOG (issue 14, item 3) -------------------------------------------------
+
+/// A root already in step with a one-module repository: the next sync is a no-op.
+fn synced_root() -> (InstallRoot, UpdatesRepo) {
+    let repo = UpdatesRepo::with_modules(1);
+    let root = InstallRoot::new();
+    let mut cmd = bin_for(&root, &repo);
+    cmd.arg("sync");
+    let out = cmd.output().expect("run updater");
+    assert_eq!(code(&out), 0, "{}", dump(&out));
+    (root, repo)
+}
+
+/// A no-op sync with `args` (before the command) and `RUST_LOG` when given; its stdout.
+fn no_op_sync(
+    root: &InstallRoot,
+    repo: &UpdatesRepo,
+    args: &[&str],
+    rust_log: Option<&str>,
+) -> String {
+    let mut cmd = bin_for(root, repo);
+    if let Some(v) = rust_log {
+        cmd.env("RUST_LOG", v);
+    }
+    cmd.args(args).arg("sync");
+    let out = cmd.output().expect("run updater");
+    assert_eq!(code(&out), 0, "{}", dump(&out));
+    assert_eq!(root.read_index()["packages"]["m00"], "1.0.0");
+    stdout_of(&out)
+}
+
+#[test]
+fn verbose_shows_decisions_and_paths_on_a_no_op_run() {
+    let (root, repo) = synced_root();
+    let plain = no_op_sync(&root, &repo, &[], None);
+    assert!(
+        !plain.contains("[DEBUG]"),
+        "no debug lines without -v:\n{plain}"
+    );
+    let verbose = no_op_sync(&root, &repo, &["-v"], None);
+    let root_path = root.path().display().to_string();
+    for needle in [
+        format!("[DEBUG] Install root {root_path}: index {root_path}/index.json"),
+        format!("[DEBUG] Repository {} (from the command line)", repo.url()),
+        format!("clone {} (updater's own)", root.clone_dir().display()),
+        format!(
+            "[DEBUG] Module m00: decision up_to_date, action Nothing; installed 1.0.0 from {}",
+            root.module_dir("m00").join("index.json").display()
+        ),
+    ] {
+        assert!(verbose.contains(&needle), "-v lacks {needle:?}:\n{verbose}");
+    }
+    assert!(!verbose.contains("[TRACE]"), "trace needs -vv:\n{verbose}");
+}
+
+#[test]
+fn very_verbose_shows_git_and_process_detail() {
+    let repo = UpdatesRepo::with_modules(1);
+    let root = InstallRoot::new();
+    let mut cmd = bin_for(&root, &repo);
+    cmd.args(["-vv", "sync"]);
+    let out = cmd.output().expect("run updater");
+    assert_eq!(code(&out), 0, "{}", dump(&out));
+    let text = stdout_of(&out);
+    for needle in [
+        "[TRACE] git: ",
+        "refs/heads/master is at ",
+        "fetching it",
+        "[TRACE] git: received ",
+        "[TRACE] process: [m00] running ",
+        "started as pid ",
+        "[TRACE] process: [m00] success after ",
+    ] {
+        assert!(text.contains(needle), "-vv lacks {needle:?}:\n{text}");
+    }
+}
+
+#[test]
+fn rust_log_filters_by_module_target_and_the_flags_still_set_updaters_own_level() {
+    let (root, repo) = synced_root();
+    // One module target at debug: its lines, and not another module's debug lines.
+    let text = no_op_sync(&root, &repo, &[], Some("updater::report=debug"));
+    assert!(
+        text.contains("[DEBUG] Module m00: decision up_to_date"),
+        "{text}"
+    );
+    assert!(!text.contains("[DEBUG] Repository "), "{text}");
+    assert!(
+        text.contains("[INFO] No updates available"),
+        "the default stays info:\n{text}"
+    );
+    let text = no_op_sync(&root, &repo, &[], Some("updater::commands::settings=debug"));
+    assert!(text.contains("[DEBUG] Repository "), "{text}");
+    assert!(!text.contains("[DEBUG] Module m00"), "{text}");
+    // A bare level applies to updater too; -q on the command line beats it.
+    let text = no_op_sync(&root, &repo, &[], Some("debug"));
+    assert!(text.contains("[DEBUG] Module m00"), "{text}");
+    let text = no_op_sync(&root, &repo, &["-q"], Some("debug"));
+    assert!(
+        !text.contains("[DEBUG]") && !text.contains("[INFO]"),
+        "{text}"
+    );
+}
+
+// --- progress on a terminal (issue 14, item 5) -------------------------------------------------
+
+/// Runs the binary with `args` on a pseudo-terminal (util-linux `script`), stdin closed; returns
+/// everything the terminal received (stdout and stderr together, control sequences included).
+fn on_a_terminal(root: &InstallRoot, args: &[String]) -> String {
+    let typescript = root.home.path().join("typescript");
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut line = quote(&updater_bin().display().to_string());
+    for a in args {
+        line.push(' ');
+        line.push_str(&quote(a));
+    }
+    let mut cmd = Command::new("script");
+    isolate_env(&mut cmd, root.home.path());
+    cmd.env_remove("RUST_LOG")
+        .env("SHELL", "/bin/sh")
+        .current_dir(root.home.path())
+        .args(["-q", "-e", "-c", &line])
+        .arg(&typescript)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let status = cmd.status().expect("run script(1)");
+    let text =
+        String::from_utf8_lossy(&fs::read(&typescript).expect("read the typescript")).into_owned();
+    assert!(status.success(), "{status}:\n{text}");
+    text
+}
+
+/// A repository with one module and `files` more files in it (so a fetch brings that many
+/// objects and more).
+fn big_repo(files: usize) -> UpdatesRepo {
+    let repo = UpdatesRepo::new();
+    repo.add_module("m00", "1.0.0");
+    for i in 0..files {
+        repo.write(
+            &format!("modules/m00/data/{i:04}.txt"),
+            &format!("file {i}\n"),
+        );
+    }
+    repo.commit("a module with many files");
+    repo
+}
+
+fn args_for(root: &InstallRoot, repo: &UpdatesRepo, rest: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        "--modules-path".to_string(),
+        root.path().display().to_string(),
+        "--repo-url".to_string(),
+        repo.file_url(),
+    ];
+    v.extend(rest.iter().map(|s| s.to_string()));
+    v
+}
+
+#[test]
+fn transfer_progress_on_a_terminal_is_throttled_and_shows_rate_and_eta() {
+    const FILES: usize = 1200;
+    let repo = big_repo(FILES);
+    let root = InstallRoot::new();
+    let text = on_a_terminal(&root, &args_for(&root, &repo, &["check"]));
+    // One redraw per object before (1,057 for 605 objects); now at most one per percent.
+    let redraws = text.matches("Receiving objects [").count();
+    assert!(
+        (1..=110).contains(&redraws),
+        "{redraws} redraws of the transfer bar for {FILES}+ objects:\n{text}"
+    );
+    let bar = text
+        .split("Receiving objects [")
+        .nth(1)
+        .expect("a transfer bar");
+    let bar = bar.split('\r').next().unwrap_or_default();
+    assert!(
+        bar.contains("B/s") && bar.contains("ETA "),
+        "no rate or ETA in {bar:?}"
+    );
+    let summary = text
+        .lines()
+        .find(|l| l.contains("Received ") && l.contains(" objects, "))
+        .unwrap_or_else(|| panic!("no summary line:\n{text}"));
+    let count: usize = summary
+        .split("Received ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{summary:?}"));
+    assert!(count > FILES, "{summary:?}");
+    assert!(summary.contains("/s)"), "no rate in {summary:?}");
+}
+
+#[test]
+fn applying_on_a_terminal_shows_the_running_modules() {
+    let repo = UpdatesRepo::new();
+    for name in ["m00", "m01"] {
+        repo.add_module(name, "1.0.0");
+        // Long enough for the view to be drawn while it runs.
+        repo.write_exec(&format!("modules/{name}/update"), "#!/bin/sh\nsleep 0.5\n");
+    }
+    repo.commit("two slow modules");
+    let root = InstallRoot::new();
+    let text = on_a_terminal(&root, &args_for(&root, &repo, &["sync"]));
+    assert!(text.contains("Applying ["), "no apply view:\n{text}");
+    assert!(text.contains("/2 modules"), "no module count:\n{text}");
+    assert!(
+        text.contains(" m00 0s") && text.contains(" m01 0s"),
+        "no line for each running module:\n{text}"
+    );
+    // Log lines are whole lines: each starts at the start of a line or right after the bars
+    // were cleared (a cursor sequence), never in the middle of a bar.
+    let ends_with_cursor_sequence = |s: &str| {
+        s.strip_suffix(|c: char| c.is_ascii_alphabetic())
+            .and_then(|s| {
+                s.trim_end_matches(|c: char| c.is_ascii_digit())
+                    .strip_suffix("\x1b[")
+            })
+            .is_some()
+    };
+    for line in text.lines().filter(|l| l.contains("] [INFO] ")) {
+        let at = line.find("[20").unwrap_or_default();
+        let before = &line[..at];
+        assert!(
+            before.is_empty() || before.ends_with('\r') || ends_with_cursor_sequence(before),
+            "a log line torn by a bar: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn progress_is_off_under_quiet_json_and_when_stderr_is_not_a_terminal() {
+    let repo = big_repo(50);
+    for flags in [&["-q", "sync"][..], &["--json", "sync"]] {
+        let root = InstallRoot::new();
+        let text = on_a_terminal(&root, &args_for(&root, &repo, flags));
+        assert!(
+            !text.contains("Receiving objects")
+                && !text.contains("Applying [")
+                && !text.contains("\x1b["),
+            "{flags:?}: progress shown:\n{text}"
+        );
+        assert_eq!(root.read_index()["packages"]["m00"], "1.0.0", "{flags:?}");
+    }
+    let root = InstallRoot::new();
+    let mut cmd = bin_for(&root, &repo);
+    cmd.arg("sync");
+    let out = cmd.output().expect("run updater");
+    assert_eq!(code(&out), 0, "{}", dump(&out));
+    let err = stderr_of(&out);
+    assert!(
+        !err.contains("Receiving objects") && !err.contains("Applying") && !err.contains('\x1b'),
+        "progress on a pipe:\n{err}"
+    );
+}
