@@ -7,9 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use rayon::prelude::*;
 
 use crate::config::RunMode;
 use crate::fault;
@@ -145,28 +147,18 @@ pub fn apply(
         total: nodes.len(),
         state: std::sync::Mutex::new((0, Vec::new())),
     };
-    let work = |name: &str| -> Outcome {
-        if crate::signals::stop_requested() {
-            return Outcome::new(
-                ModuleResult::Skipped,
-                Some("the run was asked to stop (SIGTERM/SIGINT) before it started".into()),
-            );
-        }
-        match plan.get(name) {
-            Some(m) => {
-                progress.update(name, true);
-                let o = if installing.contains(name) {
-                    install_one(layout, &journal, m, opts, standby.get(name))
-                } else {
-                    run_one(layout, m, opts)
-                };
-                progress.update(name, false);
-                o
-            }
-            None => Outcome::new(ModuleResult::Skipped, Some("not in the plan".into())),
-        }
+    let waves = ApplyWaves {
+        layout,
+        journal: &journal,
+        plan,
+        opts,
+        installing: &installing,
+        standby: &standby,
+        progress: &progress,
+        staged: Mutex::new(BTreeMap::new()),
+        ran: Mutex::new(Vec::new()),
     };
-    let mut outcomes = schedule::run(&nodes, opts.jobs, external, work)?;
+    let mut outcomes = schedule::run_waves(&nodes, opts.jobs, external, &waves)?;
     outcomes.extend(outcomes_before);
     for o in &outcomes {
         if o.1.result == ModuleResult::Skipped {
@@ -284,16 +276,219 @@ enum Installed {
     Standby(String),
 }
 
-fn install_one(
-    layout: &Layout,
-    journal: &Journal,
-    m: &ModulePlan,
-    opts: &ApplyOptions,
-    standby: Option<&String>,
-) -> Outcome {
-    let start = Instant::now();
-    let result = try_install(layout, journal, m, opts, standby);
-    let duration_ms = Some(start.elapsed().as_millis());
+/// A module of the wave being applied, staged (durably, with the rest of its wave) and not yet
+/// swapped in.
+struct StagedInstall<'a> {
+    txn: Transaction<'a>,
+    /// Whether the new copy is enabled on this machine (else it is installed without running).
+    enabled: bool,
+}
+
+/// A module whose new copy is swapped in and whose entry and health check passed, waiting for
+/// its wave's commit.
+struct RanInstall<'a> {
+    txn: Transaction<'a>,
+    installed: Installed,
+    duration_ms: u128,
+}
+
+/// The work of `apply`, wave by wave (SPEC §7, batched): before a wave, every module it installs
+/// is staged and the wave is made durable at once (`Transaction::begin_wave`, `stage`,
+/// `seal_wave`: two journal writes and one `syncfs` for the whole wave); each module is then
+/// swapped in and run when the schedule reaches it; after the wave, every module that passed is
+/// committed at once (`Transaction::commit_wave`).
+struct ApplyWaves<'a> {
+    layout: &'a Layout,
+    journal: &'a Journal,
+    plan: &'a Plan,
+    opts: &'a ApplyOptions,
+    installing: &'a BTreeSet<&'a str>,
+    standby: &'a BTreeMap<String, String>,
+    progress: &'a Progress,
+    staged: Mutex<BTreeMap<String, StagedInstall<'a>>>,
+    ran: Mutex<Vec<RanInstall<'a>>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Only short inserts and removals happen under these locks: a poisoned one is still whole.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<'a> schedule::Waves for ApplyWaves<'a> {
+    fn before(&self, wave: &[&str]) -> BTreeMap<String, Outcome> {
+        let mut refused = BTreeMap::new();
+        if crate::signals::stop_requested() {
+            return refused; // each module is reported skipped by `work`
+        }
+        let mut intents = Vec::new();
+        let mut sources = BTreeMap::new();
+        for m in wave
+            .iter()
+            .filter(|n| self.installing.contains(*n))
+            .filter_map(|n| self.plan.get(n))
+        {
+            let (Some(index), Some(source)) = (m.repo_index.as_ref(), m.repo_dir.as_ref()) else {
+                let e = anyhow::anyhow!("the repository copy of {} is unreadable", m.name);
+                refused.insert(m.name.clone(), install_outcome(m, Err(e), 0));
+                continue;
+            };
+            let to = index.version.to_string();
+            match &m.installed {
+                Some(from) => log::info!("Updating module {}: {from} → {to}", m.name),
+                None => log::info!("Installing module {}: {to}", m.name),
+            }
+            intents.push(transaction::Intent {
+                name: m.name.clone(),
+                version: to,
+                backup_paths: index.backup_paths.clone(),
+            });
+            sources.insert(m.name.as_str(), (m, source.as_path()));
+        }
+        if intents.is_empty() {
+            return refused;
+        }
+        let fail_all =
+            |refused: &mut BTreeMap<String, Outcome>, names: Vec<String>, e: &anyhow::Error| {
+                for name in names {
+                    if let Some((m, _)) = sources.get(name.as_str()) {
+                        let e = anyhow::anyhow!("{e:#}");
+                        refused.insert(name, install_outcome(m, Err(e), 0));
+                    }
+                }
+            };
+        let names: Vec<String> = intents.iter().map(|i| i.name.clone()).collect();
+        let txns = match Transaction::begin_wave(self.layout, self.journal, intents) {
+            Ok(t) => t,
+            Err(e) => {
+                fail_all(&mut refused, names, &e);
+                return refused;
+            }
+        };
+        // Staging is copying small files: the pool's threads share it.
+        let staged: Vec<(Transaction<'a>, Result<bool>)> = txns
+            .into_par_iter()
+            .map(|mut txn| {
+                let r = match sources.get(txn.name()) {
+                    Some((m, source)) => stage_one(self.layout, &mut txn, m, source, self.opts),
+                    None => Err(anyhow::anyhow!("{} is not in the plan", txn.name())),
+                };
+                (txn, r)
+            })
+            .collect();
+        let mut txns = Vec::new();
+        let mut enabled = Vec::new();
+        for (txn, r) in staged {
+            match r {
+                Ok(on) => {
+                    txns.push(txn);
+                    enabled.push(on);
+                }
+                Err(e) => {
+                    let name = txn.name().to_string();
+                    drop(txn); // rolls back: staging removed, journal entry forgotten
+                    if let Some((m, _)) = sources.get(name.as_str()) {
+                        refused.insert(name, install_outcome(m, Err(e), 0));
+                    }
+                }
+            }
+        }
+        if let Err(e) = Transaction::seal_wave(self.layout, self.journal, &mut txns) {
+            let names = txns.iter().map(|t| t.name().to_string()).collect();
+            drop(txns);
+            fail_all(&mut refused, names, &e);
+            return refused;
+        }
+        let mut map = locked(&self.staged);
+        for (txn, enabled) in txns.into_iter().zip(enabled) {
+            map.insert(txn.name().to_string(), StagedInstall { txn, enabled });
+        }
+        refused
+    }
+
+    fn work(&self, name: &str) -> Outcome {
+        if crate::signals::stop_requested() {
+            return Outcome::new(
+                ModuleResult::Skipped,
+                Some("the run was asked to stop (SIGTERM/SIGINT) before it started".into()),
+            );
+        }
+        let Some(m) = self.plan.get(name) else {
+            return Outcome::new(ModuleResult::Skipped, Some("not in the plan".into()));
+        };
+        self.progress.update(name, true);
+        let o = if self.installing.contains(name) {
+            self.install(m)
+        } else {
+            run_one(self.layout, m, self.opts)
+        };
+        self.progress.update(name, false);
+        o
+    }
+
+    fn after(&self, _wave: &[&str], outcomes: &mut BTreeMap<String, Outcome>) {
+        // Staged but never swapped (a dependency failed, or the run was asked to stop): dropping
+        // rolls them back.
+        drop(std::mem::take(&mut *locked(&self.staged)));
+        let ran = std::mem::take(&mut *locked(&self.ran));
+        if ran.is_empty() {
+            return;
+        }
+        let mut txns = Vec::with_capacity(ran.len());
+        let mut rest = Vec::with_capacity(ran.len());
+        for r in ran {
+            txns.push(r.txn);
+            rest.push((r.installed, r.duration_ms));
+        }
+        let results = Transaction::commit_wave(self.layout, self.journal, txns);
+        for ((name, r), (installed, duration_ms)) in results.into_iter().zip(rest) {
+            if let Some(m) = self.plan.get(&name) {
+                outcomes.insert(name, install_outcome(m, r.map(|()| installed), duration_ms));
+            }
+        }
+    }
+}
+
+impl ApplyWaves<'_> {
+    /// Swaps a staged module in and runs it. Success is provisional (its dependants may start):
+    /// the outcome is final once the wave is committed (`after`).
+    fn install(&self, m: &ModulePlan) -> Outcome {
+        let start = Instant::now();
+        let Some(mut staged) = locked(&self.staged).remove(&m.name) else {
+            let e = anyhow::anyhow!("module {} was not staged", m.name);
+            return install_outcome(m, Err(e), 0);
+        };
+        let result = run_install(
+            self.layout,
+            m,
+            self.opts,
+            self.standby.get(&m.name),
+            &mut staged.txn,
+            staged.enabled,
+        );
+        let duration_ms = start.elapsed().as_millis();
+        match result {
+            Ok(installed) => {
+                let result = match installed {
+                    Installed::Standby(_) => ModuleResult::Standby,
+                    _ => ModuleResult::Applied,
+                };
+                locked(&self.ran).push(RanInstall {
+                    txn: staged.txn,
+                    installed,
+                    duration_ms,
+                });
+                Outcome::new(result, None)
+            }
+            Err(e) => {
+                drop(staged); // rolls back
+                install_outcome(m, Err(e), duration_ms)
+            }
+        }
+    }
+}
+
+/// The outcome of an install, logged.
+fn install_outcome(m: &ModulePlan, result: Result<Installed>, duration_ms: u128) -> Outcome {
     let to = m.available.as_deref().unwrap_or("?");
     let name = escape(&m.name);
     let (result, error, details) = match result {
@@ -323,28 +518,25 @@ fn install_one(
     Outcome {
         result,
         error,
-        duration_ms,
+        duration_ms: Some(duration_ms),
         details,
     }
 }
 
-fn try_install(
+/// Stages one module of a wave: the repository copy, this machine's values carried into it,
+/// scripts made executable. Returns whether the new copy is enabled on this machine.
+fn stage_one(
     layout: &Layout,
-    journal: &Journal,
+    txn: &mut Transaction,
     m: &ModulePlan,
+    source: &Path,
     opts: &ApplyOptions,
-    standby: Option<&String>,
-) -> Result<Installed> {
-    let (Some(index), Some(source)) = (m.repo_index.as_ref(), m.repo_dir.as_ref()) else {
-        anyhow::bail!("the repository copy of {} is unreadable", m.name);
-    };
+) -> Result<bool> {
     let name = m.name.as_str();
-    let to = index.version.to_string();
-    match &m.installed {
-        Some(from) => log::info!("Updating module {name}: {from} → {to}"),
-        None => log::info!("Installing module {name}: {to}"),
-    }
-    let mut txn = Transaction::stage(layout, journal, name, source, &to, &index.backup_paths)?;
+    let Some(index) = m.repo_index.as_ref() else {
+        anyhow::bail!("the repository copy of {name} is unreadable");
+    };
+    txn.stage(source)?;
     let staged = transaction::staged_dir(layout, name);
     let machine_enabled = opts.machine_enabled.get(name).copied();
     let enabled = if m.installed_index.is_some() {
@@ -354,13 +546,29 @@ fn try_install(
         index.enabled
     };
     preserve::make_scripts_executable(&staged)?;
+    Ok(enabled)
+}
+
+/// Swaps a staged (and sealed) module in and runs its entry point and health check. The module
+/// is staged, not yet swapped, until `txn.swap()`: anything to run from the staged copy before
+/// the swap goes right before it.
+fn run_install(
+    layout: &Layout,
+    m: &ModulePlan,
+    opts: &ApplyOptions,
+    standby: Option<&String>,
+    txn: &mut Transaction,
+    enabled: bool,
+) -> Result<Installed> {
+    let Some(index) = m.repo_index.as_ref() else {
+        anyhow::bail!("the repository copy of {} is unreadable", m.name);
+    };
+    let name = m.name.as_str();
     txn.swap()?;
     if !enabled {
-        txn.commit()?;
         return Ok(Installed::Disabled);
     }
     if let Some(reason) = standby {
-        txn.commit()?;
         return Ok(Installed::Standby(reason.clone()));
     }
     let module_dir = layout.module(name);
@@ -382,7 +590,6 @@ fn try_install(
         step.run("health check", &health_program(&module_dir, health))?;
     }
     fault::at(fault::Point::HealthDone, name);
-    txn.commit()?;
     Ok(Installed::Ran(details))
 }
 
