@@ -402,6 +402,70 @@ mod tests {
     }
 
     #[test]
+    fn wave_hooks_bracket_each_wave_and_refused_nodes_skip_their_dependants() {
+        struct Hooks {
+            log: Mutex<Vec<String>>,
+        }
+        impl Waves for Hooks {
+            fn before(&self, wave: &[&str]) -> BTreeMap<String, Outcome> {
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("before {}", wave.join(",")));
+                wave.iter()
+                    .filter(|n| **n == "bad")
+                    .map(|n| {
+                        let o = Outcome::new(ModuleResult::RolledBack, Some("no".into()));
+                        (n.to_string(), o)
+                    })
+                    .collect()
+            }
+            fn work(&self, name: &str) -> Outcome {
+                self.log.lock().unwrap().push(format!("work {name}"));
+                ok()
+            }
+            fn after(&self, wave: &[&str], outcomes: &mut BTreeMap<String, Outcome>) {
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("after {}", wave.join(",")));
+                if let Some(o) = outcomes.get_mut("a") {
+                    o.error = Some("seen by after".into());
+                }
+            }
+        }
+        let nodes = vec![
+            node("a", 1, &[]),
+            node("bad", 1, &[]),
+            node("needs-bad", 1, &["bad"]),
+            node("skipped", 1, &["ext-missing"]),
+            node("b", 2, &["a"]),
+        ];
+        let hooks = Hooks {
+            log: Mutex::new(Vec::new()),
+        };
+        let external = |_: &str| Err("not installed".to_string());
+        let out = run_waves(&nodes, 1, external, &hooks).unwrap();
+        assert_eq!(
+            hooks.log.into_inner().unwrap(),
+            vec![
+                "before a,bad,needs-bad",
+                "work a",
+                "after a,bad,needs-bad,skipped",
+                "before b",
+                "work b",
+                "after b",
+            ]
+        );
+        assert_eq!(out["bad"].result, ModuleResult::RolledBack);
+        assert_eq!(out["needs-bad"].result, ModuleResult::Skipped);
+        assert!(out["needs-bad"].error.as_ref().unwrap().contains("bad"));
+        assert_eq!(out["skipped"].result, ModuleResult::Skipped);
+        assert_eq!(out["a"].error.as_deref(), Some("seen by after"));
+        assert_eq!(out["b"].result, ModuleResult::Applied);
+    }
+
+    #[test]
     fn runs_in_parallel_up_to_jobs() {
         let nodes: Vec<Node> = (0..8).map(|i| node(&format!("m{i}"), 1, &[])).collect();
         let running = AtomicUsize::new(0);
