@@ -17,9 +17,9 @@ Scenarios (numbers as in the table):
      .git bytes vs the tip tree's size; then a fetch of 5 new commits transfers only new objects.
   5  peak RSS (ru_maxrss from wait4) of the no-op `updater check` over the largest size vs
      `git fetch`'s.
-  6  the Python apply of (3) vs the in-process Python floor (bench/py_floor.py: shutil.copytree
+  8  the Python apply of (3) vs the in-process Python floor (bench/py_floor.py: shutil.copytree
      of the 100 directories, then each imported and its `main` called in one interpreter).
-  7  a `sync --run enabled` where nothing changed, 20 Python modules whose `main` returns at
+  9  a `sync --run enabled` where nothing changed, 20 Python modules whose `main` returns at
      once, vs the in-process floor calling the same 20 mains (bench/py_floor.py call).
 
 Exit status: 1 when any command (updater, git, a floor) fails; missed targets never fail the run.
@@ -571,7 +571,7 @@ class Bench:
         # executable case, so the per-module difference is taken between paired runs.
         exec_args = (up, saved_up, root, saved_root, bumped)
         up, saved_up, root, saved_root = self.prepare_apply(n, "py", bumped)
-        if 6 in self.scenarios:
+        if 8 in self.scenarios:
             self.scenario_py_floor(n, k, reps, (up, saved_up, root, saved_root, bumped), names)
         if 3 not in self.scenarios:
             return
@@ -597,10 +597,10 @@ class Bench:
                      per <= TARGET_PY_MS_PER_MODULE,
                      f"**{per:+.1f} ms per module** (median of {n_reps} paired differences / {k})")
 
-    # -- scenarios 6 and 7 --------------------------------------------------------------------
+    # -- scenarios 8 and 9 --------------------------------------------------------------------
 
     def scenario_py_floor(self, n, k, reps, py_args, names):
-        """(6) The Python apply vs the in-process floor: copytree of the updated directories,
+        """(8) The Python apply vs the in-process floor: copytree of the updated directories,
         then each imported and its main called, in one interpreter, nothing synced."""
         up = py_args[0]
         src = os.path.join(self.work, f"apply-py-{n}-v2")
@@ -619,7 +619,7 @@ class Bench:
                 [self.python, PY_FLOOR, "copy", os.path.join(src, "modules"), dest, *names],
                 what="floor (py_floor.py copy)").ms)
         mu, mf = median(ups), median(floors)
-        self.row(6, f"`sync` applying {k} python `main(args)` updates vs the in-process Python "
+        self.row(8, f"`sync` applying {k} python `main(args)` updates vs the in-process Python "
                     f"floor (copytree + import + main, one interpreter)", n,
                  fmt_ms(mu), fmt_ms(mf), mu / mf, f"≤ {TARGET_PY_FLOOR_RATIO}×",
                  mu / mf <= TARGET_PY_FLOOR_RATIO,
@@ -627,7 +627,7 @@ class Bench:
                  " no fsync")
 
     def scenario_run_enabled(self, reps):
-        """(7) `sync --run enabled` with nothing new upstream: every module's main runs."""
+        """(9) `sync --run enabled` with nothing new upstream: every module's main runs."""
         n = RUN_ENABLED_MODULES
         name = f"run-enabled-{n}.git"
         up = self.path_url(name)
@@ -644,7 +644,7 @@ class Bench:
             floors.append(self.runner.run([self.python, PY_FLOOR, "call", mods, *names],
                                           what="floor (py_floor.py call)").ms)
         mu, mf = median(ups), median(floors)
-        self.row(7, f"`sync --run enabled`, nothing changed, {n} python mains vs the "
+        self.row(9, f"`sync --run enabled`, nothing changed, {n} python mains vs the "
                     f"in-process floor calling the same {n} mains", n,
                  fmt_ms(mu), fmt_ms(mf), mu / mf, f"≤ {TARGET_RUN_ENABLED_RATIO}×",
                  mu / mf <= TARGET_RUN_ENABLED_RATIO,
@@ -786,7 +786,7 @@ class Bench:
         started = time.time()
         self.rss_rows = []
         rss_size = max(sizes)
-        scenarios = set(a.only) if a.only else {1, 2, 3, 4, 5, 6, 7}
+        scenarios = set(a.only) if a.only else {1, 2, 3, 4, 5, 8, 9}
         self.scenarios = scenarios
         if scenarios & {1, 5}:
             for n in sizes:
@@ -799,14 +799,14 @@ class Bench:
                          "ru_maxrss from wait4, spawned by GNU time" if GNU_TIME else
                          "ru_maxrss from wait4 in the harness: floored at the harness's own RSS")
         log(f"scenarios 1/5 done in {time.time() - started:.0f}s")
-        if scenarios & {2, 3, 6}:
+        if scenarios & {2, 3, 8}:
             t = time.time()
             self.scenario_apply(a.apply_size, a.reps)
-            log(f"scenarios 2/3/6 done in {time.time() - t:.0f}s")
-        if 7 in scenarios:
+            log(f"scenarios 2/3/8 done in {time.time() - t:.0f}s")
+        if 9 in scenarios:
             t = time.time()
             self.scenario_run_enabled(a.reps)
-            log(f"scenario 7 done in {time.time() - t:.0f}s")
+            log(f"scenario 9 done in {time.time() - t:.0f}s")
         if 4 in scenarios:
             t = time.time()
             self.scenario_clone(a.clone_size, a.clone_history, max(1, min(a.reps, 3)))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The in-process Python floor of bench scenarios 6 and 7: what the Python orchestrator does to
+"""The in-process Python floor of bench scenarios 8 and 9: what the Python orchestrator does to
 apply or run modules whose entry is `main(args)` in `index.py`, with no isolation and no fsync.
 
   py_floor.py copy SRC DEST NAME...   shutil.copytree each SRC/NAME to DEST/NAME, then call them
