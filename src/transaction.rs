@@ -1,8 +1,14 @@
-//! One module's install or update as a transaction (SPEC §7): stage a synced copy, snapshot the
-//! declared system paths, swap the copy in with one atomic exchange, and then either `commit()`
-//! (the old copy becomes the module's backup) or roll back (old copy and system paths put back).
-//! Dropping an uncommitted transaction rolls it back. Every step is journaled first, and the
-//! same `undo`/`finish_commit` functions serve the crash recovery of the next run.
+//! One module's install or update as a transaction (SPEC §7): stage a copy, snapshot the
+//! declared system paths, swap the copy in with one atomic exchange, and then either commit (the
+//! old copy becomes the module's backup) or roll back (old copy and system paths put back).
+//! Dropping an uncommitted transaction rolls it back. Durability is batched per wave (the
+//! modules of one priority): [`Transaction::begin_wave`] journals their intent in one write,
+//! [`Transaction::stage`] copies without syncing, [`Transaction::seal_wave`] makes every staged
+//! copy durable with one `syncfs` and journals them `swapped` in one write (each module is then
+//! staged, not yet swapped, until its [`Transaction::swap`]), and [`Transaction::commit_wave`]
+//! commits the wave with two `syncfs` and two journal writes. Every step is journaled before it
+//! is taken, and the same `undo`/`finish_commit` functions serve the crash recovery of the next
+//! run.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
