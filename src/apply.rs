@@ -1,7 +1,8 @@
 //! Applying a plan (SPEC §1 step 4–5): each module to install or update goes through a
 //! [`Transaction`], its entry point and health check run under the §5 contract, and it is
-//! committed or rolled back; staging and commits are made durable once per wave (`ApplyWaves`). Modules are scheduled by priority and dependencies; orphans are
-//! removed with `--prune` (kept as their backup). Under `--run enabled`, every other enabled
+//! committed or rolled back; staging and commits are made durable once per wave (`ApplyWaves`).
+//! Modules are scheduled by priority and dependencies; orphans are removed with `--prune` (kept
+//! as their backup). Under `--run enabled`, every other enabled
 //! module's entry point runs too, after the installs of its priority (a failure restores its
 //! `backup_paths`; its files did not change). Of a group's enabled members only one runs (§5).
 
