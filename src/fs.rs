@@ -592,6 +592,34 @@ mod tests {
     }
 
     #[test]
+    fn unsynced_copy_keeps_symlinks_and_modes_and_syncfs_names_a_missing_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("sub/run"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(src.join("sub/run"), fs::Permissions::from_mode(0o750)).unwrap();
+        std::os::unix::fs::symlink("sub/run", src.join("link")).unwrap();
+        let dst = dir.path().join("dst");
+        copy_tree_unsynced(&src, &dst).unwrap();
+        sync_filesystem(&dst).unwrap();
+        assert_eq!(
+            fs::read_link(dst.join("link")).unwrap(),
+            Path::new("sub/run")
+        );
+        assert_eq!(
+            fs::read_to_string(dst.join("sub/run")).unwrap(),
+            "#!/bin/sh\n"
+        );
+        assert_eq!(
+            fs::metadata(dst.join("sub/run")).unwrap().mode() & 0o777,
+            0o750
+        );
+        let missing = dir.path().join("missing");
+        let err = format!("{:#}", sync_filesystem(&missing).unwrap_err());
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+    }
+
+    #[test]
     fn lock_is_exclusive_and_names_holder() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("lock");
