@@ -17,6 +17,10 @@ Scenarios (numbers as in the table):
      .git bytes vs the tip tree's size; then a fetch of 5 new commits transfers only new objects.
   5  peak RSS (ru_maxrss from wait4) of the no-op `updater check` over the largest size vs
      `git fetch`'s.
+  8  the Python apply of (3) vs the in-process Python floor (bench/py_floor.py: shutil.copytree
+     of the 100 directories, then each imported and its `main` called in one interpreter).
+  9  a `sync --run enabled` where nothing changed, 20 Python modules whose `main` returns at
+     once, vs the in-process floor calling the same 20 mains (bench/py_floor.py call).
 
 Exit status: 1 when any command (updater, git, a floor) fails; missed targets never fail the run.
 """
@@ -32,10 +36,14 @@ import sys
 import time
 
 TARGET_NOOP_RATIO = 0.75
-TARGET_APPLY_RATIO = 1.0
+TARGET_APPLY_RATIO = 1.5
 TARGET_PY_MS_PER_MODULE = 5.0
 TARGET_SHALLOW_RATIO = 1.3
 TARGET_RSS_MIB = 20.0
+TARGET_PY_FLOOR_RATIO = 1.0
+TARGET_RUN_ENABLED_RATIO = 1.0
+RUN_ENABLED_MODULES = 20
+PY_FLOOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "py_floor.py")
 
 COMMITTER = "Bench <bench@example.invalid>"
 UPDATE_SH = b"#!/bin/sh\n:\n"
@@ -563,6 +571,10 @@ class Bench:
         # executable case, so the per-module difference is taken between paired runs.
         exec_args = (up, saved_up, root, saved_root, bumped)
         up, saved_up, root, saved_root = self.prepare_apply(n, "py", bumped)
+        if 8 in self.scenarios:
+            self.scenario_py_floor(n, k, reps, (up, saved_up, root, saved_root, bumped), names)
+        if 3 not in self.scenarios:
+            return
         # Fresh interpreters cost seconds per run: fewer repetitions (keeps the full run < 10 min).
         for label, extra, n_reps in (("fork-server (default)", None, reps),
                                      ("UPDATER_NO_FORKSERVER=1", {"UPDATER_NO_FORKSERVER": "1"},
@@ -584,6 +596,59 @@ class Bench:
                      f"≤ {TARGET_PY_MS_PER_MODULE:.0f} ms/module",
                      per <= TARGET_PY_MS_PER_MODULE,
                      f"**{per:+.1f} ms per module** (median of {n_reps} paired differences / {k})")
+
+    # -- scenarios 8 and 9 --------------------------------------------------------------------
+
+    def scenario_py_floor(self, n, k, reps, py_args, names):
+        """(8) The Python apply vs the in-process floor: copytree of the updated directories,
+        then each imported and its main called, in one interpreter, nothing synced."""
+        up = py_args[0]
+        src = os.path.join(self.work, f"apply-py-{n}-v2")
+        self.fresh_dir(src)
+        self.runner.out(["git", "clone", "-q", up, src])
+        dest = os.path.join(self.work, f"apply-py-{n}-floor")
+        ups, floors = [], []
+        for rep in range(reps):
+            ups.append(self.timed_apply(*py_args))
+            if rep == 0:
+                self.verify_applied(py_args[2], py_args[4])
+            self.fresh_dir(dest)
+            os.mkdir(dest)
+            os.sync()
+            floors.append(self.runner.run(
+                [self.python, PY_FLOOR, "copy", os.path.join(src, "modules"), dest, *names],
+                what="floor (py_floor.py copy)").ms)
+        mu, mf = median(ups), median(floors)
+        self.row(8, f"`sync` applying {k} python `main(args)` updates vs the in-process Python "
+                    f"floor (copytree + import + main, one interpreter)", n,
+                 fmt_ms(mu), fmt_ms(mf), mu / mf, f"≤ {TARGET_PY_FLOOR_RATIO}×",
+                 mu / mf <= TARGET_PY_FLOOR_RATIO,
+                 f"-j {self.jobs}, fork-server; floor: bench/py_floor.py, no process per module,"
+                 " no fsync")
+
+    def scenario_run_enabled(self, reps):
+        """(9) `sync --run enabled` with nothing new upstream: every module's main runs."""
+        n = RUN_ENABLED_MODULES
+        name = f"run-enabled-{n}.git"
+        up = self.path_url(name)
+        self.fresh_dir(up)
+        make_upstream(self.runner, up, n, "py", 1, seed=11)
+        root = self.synced_root(up, f"run-enabled-{n}", n, "py", f"{n} py modules")
+        mods = os.path.join(root, "modules")
+        names = [mod_name(i) for i in range(n)]
+        sync = ["sync", "-q", "-j", self.jobs, "--run", "enabled", "--modules-path", root]
+        self.updater(*sync, what="updater sync --run enabled (warm-up)")
+        ups, floors = [], []
+        for _ in range(reps):
+            ups.append(self.updater(*sync, what="updater sync --run enabled").ms)
+            floors.append(self.runner.run([self.python, PY_FLOOR, "call", mods, *names],
+                                          what="floor (py_floor.py call)").ms)
+        mu, mf = median(ups), median(floors)
+        self.row(9, f"`sync --run enabled`, nothing changed, {n} python mains vs the "
+                    f"in-process floor calling the same {n} mains", n,
+                 fmt_ms(mu), fmt_ms(mf), mu / mf, f"≤ {TARGET_RUN_ENABLED_RATIO}×",
+                 mu / mf <= TARGET_RUN_ENABLED_RATIO,
+                 f"-j {self.jobs}, fork-server; floor: bench/py_floor.py call (one interpreter)")
 
     # -- scenario 4 ---------------------------------------------------------------------------
 
@@ -721,7 +786,8 @@ class Bench:
         started = time.time()
         self.rss_rows = []
         rss_size = max(sizes)
-        scenarios = set(a.only) if a.only else {1, 2, 3, 4, 5}
+        scenarios = set(a.only) if a.only else {1, 2, 3, 4, 5, 8, 9}
+        self.scenarios = scenarios
         if scenarios & {1, 5}:
             for n in sizes:
                 if 1 in scenarios or n == rss_size:
@@ -733,10 +799,14 @@ class Bench:
                          "ru_maxrss from wait4, spawned by GNU time" if GNU_TIME else
                          "ru_maxrss from wait4 in the harness: floored at the harness's own RSS")
         log(f"scenarios 1/5 done in {time.time() - started:.0f}s")
-        if scenarios & {2, 3}:
+        if scenarios & {2, 3, 8}:
             t = time.time()
             self.scenario_apply(a.apply_size, a.reps)
-            log(f"scenarios 2/3 done in {time.time() - t:.0f}s")
+            log(f"scenarios 2/3/8 done in {time.time() - t:.0f}s")
+        if 9 in scenarios:
+            t = time.time()
+            self.scenario_run_enabled(a.reps)
+            log(f"scenario 9 done in {time.time() - t:.0f}s")
         if 4 in scenarios:
             t = time.time()
             self.scenario_clone(a.clone_size, a.clone_history, max(1, min(a.reps, 3)))

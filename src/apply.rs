@@ -1,15 +1,18 @@
 //! Applying a plan (SPEC §1 step 4–5): each module to install or update goes through a
 //! [`Transaction`], its entry point and health check run under the §5 contract, and it is
-//! committed or rolled back. Modules are scheduled by priority and dependencies; orphans are
-//! removed with `--prune` (kept as their backup). Under `--run enabled`, every other enabled
+//! committed or rolled back; staging and commits are made durable once per wave (`ApplyWaves`).
+//! Modules are scheduled by priority and dependencies; orphans are removed with `--prune` (kept
+//! as their backup). Under `--run enabled`, every other enabled
 //! module's entry point runs too, after the installs of its priority (a failure restores its
 //! `backup_paths`; its files did not change). Of a group's enabled members only one runs (§5).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use rayon::prelude::*;
 
 use crate::config::RunMode;
 use crate::fs;
@@ -107,28 +110,19 @@ pub fn apply(
         }
     };
     let progress = crate::progress::Apply::new(opts.progress, nodes.len());
-    let work = |name: &str| -> Outcome {
-        if crate::signals::stop_requested() {
-            return Outcome::new(
-                ModuleResult::Skipped,
-                Some("the run was asked to stop (SIGTERM/SIGINT) before it started".into()),
-            );
-        }
-        match plan.get(name) {
-            Some(m) => {
-                progress.started(name);
-                let o = if installing.contains(name) {
-                    install_one(layout, &journal, m, opts, standby.get(name))
-                } else {
-                    run_one(layout, m, opts)
-                };
-                progress.finished(name);
-                o
-            }
-            None => Outcome::new(ModuleResult::Skipped, Some("not in the plan".into())),
-        }
+    let waves = ApplyWaves {
+        layout,
+        journal: &journal,
+        plan,
+        opts,
+        installing: &installing,
+        standby: &standby,
+        progress: &progress,
+        staged: Mutex::new(BTreeMap::new()),
+        ran: Mutex::new(Vec::new()),
     };
-    let mut outcomes = schedule::run(&nodes, opts.jobs, external, work)?;
+    let mut outcomes = schedule::run_waves(&nodes, opts.jobs, external, &waves)?;
+    drop(waves);
     drop(progress);
     outcomes.extend(outcomes_before);
     for o in &outcomes {
@@ -250,16 +244,242 @@ enum Installed {
     RolledBack(anyhow::Error, Restart),
 }
 
-fn install_one(
-    layout: &Layout,
-    journal: &Journal,
-    m: &ModulePlan,
-    opts: &ApplyOptions,
-    standby: Option<&String>,
-) -> Outcome {
-    let start = Instant::now();
-    let result = try_install(layout, journal, m, opts, standby);
-    let duration_ms = Some(start.elapsed().as_millis());
+/// A module of the wave being applied, staged (durably, with the rest of its wave) and not yet
+/// swapped in.
+struct StagedInstall<'a> {
+    txn: Transaction<'a>,
+    /// Whether the new copy is enabled on this machine (else it is installed without running).
+    enabled: bool,
+}
+
+/// A module whose new copy is swapped in and whose entry and health check passed, waiting for
+/// its wave's commit.
+struct RanInstall<'a> {
+    txn: Transaction<'a>,
+    installed: Installed,
+    duration_ms: u128,
+}
+
+/// The work of `apply`, wave by wave (SPEC §7, batched): before a wave, every module it installs
+/// is staged and the wave is made durable at once (`Transaction::begin_wave`, `stage`,
+/// `seal_wave`: two journal writes and one `syncfs` for the whole wave); each module is then
+/// swapped in and run when the schedule reaches it; after the wave, every module that passed is
+/// committed at once (`Transaction::commit_wave`).
+struct ApplyWaves<'a> {
+    layout: &'a Layout,
+    journal: &'a Journal,
+    plan: &'a Plan,
+    opts: &'a ApplyOptions,
+    installing: &'a BTreeSet<&'a str>,
+    standby: &'a BTreeMap<String, String>,
+    progress: &'a crate::progress::Apply,
+    staged: Mutex<BTreeMap<String, StagedInstall<'a>>>,
+    ran: Mutex<Vec<RanInstall<'a>>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Only short inserts and removals happen under these locks: a poisoned one is still whole.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<'a> schedule::Waves for ApplyWaves<'a> {
+    fn before(&self, wave: &[&str]) -> BTreeMap<String, Outcome> {
+        let mut refused = BTreeMap::new();
+        if crate::signals::stop_requested() {
+            return refused; // each module is reported skipped by `work`
+        }
+        let mut intents = Vec::new();
+        let mut sources = BTreeMap::new();
+        for m in wave
+            .iter()
+            .filter(|n| self.installing.contains(*n))
+            .filter_map(|n| self.plan.get(n))
+        {
+            let (Some(index), Some(source)) = (m.repo_index.as_ref(), m.repo_dir.as_ref()) else {
+                let e = anyhow::anyhow!("the repository copy of {} is unreadable", m.name);
+                refused.insert(m.name.clone(), install_outcome(m, Err(e), 0));
+                continue;
+            };
+            let to = index.version.to_string();
+            match &m.installed {
+                Some(from) => log::info!("Updating module {}: {from} → {to}", m.name),
+                None => log::info!("Installing module {}: {to}", m.name),
+            }
+            intents.push(transaction::Intent {
+                name: m.name.clone(),
+                version: to,
+                backup_paths: index.backup_paths.clone(),
+            });
+            sources.insert(m.name.as_str(), (m, source.as_path()));
+        }
+        if intents.is_empty() {
+            return refused;
+        }
+        let fail_all =
+            |refused: &mut BTreeMap<String, Outcome>, names: Vec<String>, e: &anyhow::Error| {
+                for name in names {
+                    if let Some((m, _)) = sources.get(name.as_str()) {
+                        let e = anyhow::anyhow!("{e:#}");
+                        refused.insert(name, install_outcome(m, Err(e), 0));
+                    }
+                }
+            };
+        let names: Vec<String> = intents.iter().map(|i| i.name.clone()).collect();
+        let txns = match Transaction::begin_wave(self.layout, self.journal, intents) {
+            Ok(t) => t,
+            Err(e) => {
+                fail_all(&mut refused, names, &e);
+                return refused;
+            }
+        };
+        // Staging is copying small files: the pool's threads share it.
+        let staged: Vec<(Transaction<'a>, Result<bool>)> = txns
+            .into_par_iter()
+            .map(|mut txn| {
+                let r = match sources.get(txn.name()) {
+                    Some((m, source)) => {
+                        let standby = self.standby.get(txn.name());
+                        stage_one(self.layout, &mut txn, m, source, self.opts, standby)
+                    }
+                    None => Err(anyhow::anyhow!("{} is not in the plan", txn.name())),
+                };
+                (txn, r)
+            })
+            .collect();
+        let mut txns = Vec::new();
+        let mut enabled = Vec::new();
+        for (txn, r) in staged {
+            match r {
+                Ok(on) => {
+                    txns.push(txn);
+                    enabled.push(on);
+                }
+                Err(e) => {
+                    let name = txn.name().to_string();
+                    drop(txn); // rolls back: staging removed, journal entry forgotten
+                    if let Some((m, _)) = sources.get(name.as_str()) {
+                        refused.insert(name, install_outcome(m, Err(e), 0));
+                    }
+                }
+            }
+        }
+        if let Err(e) = Transaction::seal_wave(self.layout, self.journal, &mut txns) {
+            let names = txns.iter().map(|t| t.name().to_string()).collect();
+            drop(txns);
+            fail_all(&mut refused, names, &e);
+            return refused;
+        }
+        let mut map = locked(&self.staged);
+        for (txn, enabled) in txns.into_iter().zip(enabled) {
+            map.insert(txn.name().to_string(), StagedInstall { txn, enabled });
+        }
+        refused
+    }
+
+    fn work(&self, name: &str) -> Outcome {
+        if crate::signals::stop_requested() {
+            return Outcome::new(
+                ModuleResult::Skipped,
+                Some("the run was asked to stop (SIGTERM/SIGINT) before it started".into()),
+            );
+        }
+        let Some(m) = self.plan.get(name) else {
+            return Outcome::new(ModuleResult::Skipped, Some("not in the plan".into()));
+        };
+        self.progress.started(name);
+        let o = if self.installing.contains(name) {
+            self.install(m)
+        } else {
+            run_one(self.layout, m, self.opts)
+        };
+        self.progress.finished(name);
+        o
+    }
+
+    fn after(&self, _wave: &[&str], outcomes: &mut BTreeMap<String, Outcome>) {
+        // Staged but never swapped (a dependency failed, or the run was asked to stop): dropping
+        // rolls them back.
+        drop(std::mem::take(&mut *locked(&self.staged)));
+        let ran = std::mem::take(&mut *locked(&self.ran));
+        if ran.is_empty() {
+            return;
+        }
+        let mut txns = Vec::with_capacity(ran.len());
+        let mut rest = Vec::with_capacity(ran.len());
+        for r in ran {
+            txns.push(r.txn);
+            rest.push((r.installed, r.duration_ms));
+        }
+        let results = Transaction::commit_wave(self.layout, self.journal, txns);
+        for ((name, r), (installed, duration_ms)) in results.into_iter().zip(rest) {
+            if let Some(m) = self.plan.get(&name) {
+                outcomes.insert(name, install_outcome(m, r.map(|()| installed), duration_ms));
+            }
+        }
+    }
+}
+
+impl ApplyWaves<'_> {
+    /// Swaps a staged module in and runs it. Success is provisional (its dependants may start):
+    /// the outcome is final once the wave is committed (`after`).
+    fn install(&self, m: &ModulePlan) -> Outcome {
+        let start = Instant::now();
+        let Some(mut staged) = locked(&self.staged).remove(&m.name) else {
+            let e = anyhow::anyhow!("module {} was not staged", m.name);
+            return install_outcome(m, Err(e), 0);
+        };
+        let result = run_install(
+            self.layout,
+            m,
+            self.opts,
+            self.standby.get(&m.name),
+            &mut staged.txn,
+            staged.enabled,
+        );
+        let duration_ms = start.elapsed().as_millis();
+        match result {
+            // Lifecycle: the old copy comes back, then its rollback step (or entry) restarts it.
+            Ok(Err(e)) => {
+                let had_old = staged.txn.old_copy().is_some();
+                let to = m.available.as_deref().unwrap_or("?").to_string();
+                let result = staged.txn.rollback().map(|()| {
+                    let restart = if had_old {
+                        lifecycle::restart_old(
+                            self.layout,
+                            self.journal,
+                            &m.name,
+                            &to,
+                            &self.opts.python,
+                        )
+                    } else {
+                        Restart::nothing(None)
+                    };
+                    Installed::RolledBack(e, restart)
+                });
+                install_outcome(m, result, duration_ms)
+            }
+            Ok(Ok(installed)) => {
+                let result = match installed {
+                    Installed::Standby(_) => ModuleResult::Standby,
+                    _ => ModuleResult::Applied,
+                };
+                locked(&self.ran).push(RanInstall {
+                    txn: staged.txn,
+                    installed,
+                    duration_ms,
+                });
+                Outcome::new(result, None)
+            }
+            Err(e) => {
+                drop(staged); // rolls back
+                install_outcome(m, Err(e), duration_ms)
+            }
+        }
+    }
+}
+
+/// The outcome of an install, logged.
+fn install_outcome(m: &ModulePlan, result: Result<Installed>, duration_ms: u128) -> Outcome {
     let to = m.available.as_deref().unwrap_or("?");
     let name = escape(&m.name);
     let mut rollback = None;
@@ -297,29 +517,27 @@ fn install_one(
     Outcome {
         result,
         error,
-        duration_ms,
+        duration_ms: Some(duration_ms),
         details,
         rollback,
     }
 }
 
-fn try_install(
+/// Stages one module of a wave: the repository copy, this machine's values carried into it,
+/// scripts made executable. Returns whether the new copy is enabled on this machine.
+fn stage_one(
     layout: &Layout,
-    journal: &Journal,
+    txn: &mut Transaction,
     m: &ModulePlan,
+    source: &Path,
     opts: &ApplyOptions,
     standby: Option<&String>,
-) -> Result<Installed> {
-    let (Some(index), Some(source)) = (m.repo_index.as_ref(), m.repo_dir.as_ref()) else {
-        anyhow::bail!("the repository copy of {} is unreadable", m.name);
-    };
+) -> Result<bool> {
     let name = m.name.as_str();
-    let to = index.version.to_string();
-    match &m.installed {
-        Some(from) => log::info!("Updating module {name}: {from} → {to}"),
-        None => log::info!("Installing module {name}: {to}"),
-    }
-    let mut txn = Transaction::stage(layout, journal, name, source, &to, &index.backup_paths)?;
+    let Some(index) = m.repo_index.as_ref() else {
+        anyhow::bail!("the repository copy of {name} is unreadable");
+    };
+    txn.stage(source)?;
     let staged = transaction::staged_dir(layout, name);
     let machine_enabled = opts.machine_enabled.get(name).copied();
     let enabled = if m.installed_index.is_some() {
@@ -329,8 +547,8 @@ fn try_install(
         index.enabled
     };
     preserve::make_scripts_executable(&staged)?;
-    // Lifecycle: `prepare` runs from the staged copy (when the entry will run); its failure
-    // drops `txn`, which discards the staging.
+    // Lifecycle: `prepare` runs from the staged copy (when the entry will run), before the wave
+    // is sealed; its failure drops `txn`, which discards the staging.
     if enabled && standby.is_none() {
         let installed = layout.module(name);
         let old = fs::exists_no_follow(&installed).then_some(installed.as_path());
@@ -338,19 +556,36 @@ fn try_install(
         lifecycle::prepare(layout, name, index, &staged, &env, &opts.python)?;
         txn.restart_old_on_rollback();
     }
+    Ok(enabled)
+}
+
+/// Swaps a staged (and sealed) module in and runs its entry point and health check. The outer
+/// error is a failure before the entry ran (the caller drops the transaction, which rolls it
+/// back); the inner one a failed entry or health check after the swap (the caller rolls back
+/// and restarts the old copy, `lifecycle::restart_old`).
+fn run_install(
+    layout: &Layout,
+    m: &ModulePlan,
+    opts: &ApplyOptions,
+    standby: Option<&String>,
+    txn: &mut Transaction,
+    enabled: bool,
+) -> Result<Result<Installed>> {
+    let Some(index) = m.repo_index.as_ref() else {
+        anyhow::bail!("the repository copy of {} is unreadable", m.name);
+    };
+    let name = m.name.as_str();
     txn.swap()?;
     if !enabled {
-        txn.commit()?;
-        return Ok(Installed::Disabled);
+        return Ok(Ok(Installed::Disabled));
     }
     if let Some(reason) = standby {
-        txn.commit()?;
-        return Ok(Installed::Standby(reason.clone()));
+        return Ok(Ok(Installed::Standby(reason.clone())));
     }
     let module_dir = layout.module(name);
     let old = txn.old_copy();
     let env = environment(layout, m, &module_dir, old.as_deref());
-    let ran = lifecycle::run_entry_and_health(
+    Ok(lifecycle::run_entry_and_health(
         layout,
         name,
         index,
@@ -358,22 +593,8 @@ fn try_install(
         &env,
         &opts.python,
         lifecycle::Run::Install,
-    );
-    match ran {
-        Ok(details) => {
-            txn.commit()?;
-            Ok(Installed::Ran(details))
-        }
-        // Lifecycle: the old copy comes back, then its rollback step (or entry) restarts it.
-        Err(e) => {
-            txn.rollback()?;
-            let restart = match &old {
-                Some(_) => lifecycle::restart_old(layout, journal, name, &to, &opts.python),
-                None => Restart::nothing(None),
-            };
-            Ok(Installed::RolledBack(e, restart))
-        }
-    }
+    )
+    .map(Installed::Ran))
 }
 
 /// `--run enabled`: runs an unchanged, enabled module's entry point (and health check). Its

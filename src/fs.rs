@@ -163,6 +163,24 @@ pub fn exchange(a: &Path, b: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Like [`exchange`], without syncing the parent directories: for a batch whose durability comes
+/// from one [`sync_filesystem`] before it matters.
+pub fn exchange_unsynced(a: &Path, b: &Path) -> Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).with_context(|| {
+        format!(
+            "exchanging {} and {} (renameat2 RENAME_EXCHANGE)",
+            a.display(),
+            b.display()
+        )
+    })
+}
+
+/// Like [`rename`], without syncing the parent directories (see [`exchange_unsynced`]).
+pub fn rename_unsynced(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).with_context(|| format!("renaming {} to {}", from.display(), to.display()))
+}
+
 /// Removes a file, symlink or directory tree if it exists. Missing paths are not an error.
 pub fn remove_all(path: &Path) -> Result<()> {
     match fs::symlink_metadata(path) {
@@ -201,11 +219,35 @@ fn make_writable_tree(path: &Path) {
 pub fn copy_tree(src: &Path, dst: &Path, preserve_owner: bool) -> Result<()> {
     let meta =
         fs::symlink_metadata(src).with_context(|| format!("inspecting {}", src.display()))?;
-    copy_entry(src, dst, &meta, preserve_owner)?;
+    copy_entry(src, dst, &meta, preserve_owner, true)?;
     sync_parent(dst)
 }
 
-fn copy_entry(src: &Path, dst: &Path, meta: &fs::Metadata, preserve_owner: bool) -> Result<()> {
+/// Like [`copy_tree`], but syncs nothing: the caller makes the copy durable later, for many
+/// copies at once, with one [`sync_filesystem`] (a module's staging: SPEC §7 only needs the
+/// staged copy on disk before it is swapped in).
+pub fn copy_tree_unsynced(src: &Path, dst: &Path) -> Result<()> {
+    let meta =
+        fs::symlink_metadata(src).with_context(|| format!("inspecting {}", src.display()))?;
+    copy_entry(src, dst, &meta, false, false)
+}
+
+/// Flushes everything written to the filesystem holding `path` (`syncfs(2)`): one call makes a
+/// whole batch of copies, renames and exchanges durable, instead of one `fsync` per file and
+/// directory.
+pub fn sync_filesystem(path: &Path) -> Result<()> {
+    let f = File::open(path)
+        .with_context(|| format!("opening {} to sync its filesystem", path.display()))?;
+    rustix::fs::syncfs(&f).with_context(|| format!("syncing the filesystem of {}", path.display()))
+}
+
+fn copy_entry(
+    src: &Path,
+    dst: &Path,
+    meta: &fs::Metadata,
+    preserve_owner: bool,
+    durable: bool,
+) -> Result<()> {
     let ft = meta.file_type();
     if ft.is_symlink() {
         let target =
@@ -230,6 +272,7 @@ fn copy_entry(src: &Path, dst: &Path, meta: &fs::Metadata, preserve_owner: bool)
                 &dst.join(entry.file_name()),
                 &child_meta,
                 preserve_owner,
+                durable,
             )?;
         }
         fs::set_permissions(dst, fs::Permissions::from_mode(meta.mode() & 0o7777))
@@ -237,9 +280,11 @@ fn copy_entry(src: &Path, dst: &Path, meta: &fs::Metadata, preserve_owner: bool)
         if preserve_owner {
             chown(dst, meta, true)?;
         }
-        sync_path(dst)?;
+        if durable {
+            sync_path(dst)?;
+        }
     } else if ft.is_file() {
-        copy_file(src, dst, meta)?;
+        copy_file(src, dst, meta, durable)?;
         if preserve_owner {
             chown(dst, meta, true)?;
         }
@@ -252,7 +297,7 @@ fn copy_entry(src: &Path, dst: &Path, meta: &fs::Metadata, preserve_owner: bool)
     Ok(())
 }
 
-fn copy_file(src: &Path, dst: &Path, meta: &fs::Metadata) -> Result<()> {
+fn copy_file(src: &Path, dst: &Path, meta: &fs::Metadata, durable: bool) -> Result<()> {
     let mut input = File::open(src).with_context(|| format!("opening {}", src.display()))?;
     let mut output = OpenOptions::new()
         .write(true)
@@ -265,9 +310,12 @@ fn copy_file(src: &Path, dst: &Path, meta: &fs::Metadata) -> Result<()> {
     output
         .set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))
         .with_context(|| format!("setting the mode of {}", dst.display()))?;
-    output
-        .sync_all()
-        .with_context(|| format!("syncing {}", dst.display()))
+    if durable {
+        output
+            .sync_all()
+            .with_context(|| format!("syncing {}", dst.display()))?;
+    }
+    Ok(())
 }
 
 fn chown(path: &Path, meta: &fs::Metadata, follow: bool) -> Result<()> {
@@ -541,6 +589,34 @@ mod tests {
         .unwrap();
         let err = copy_tree(&src, &dir.path().join("dst2"), false).unwrap_err();
         assert!(format!("{err:#}").contains("fifo"), "{err:#}");
+    }
+
+    #[test]
+    fn unsynced_copy_keeps_symlinks_and_modes_and_syncfs_names_a_missing_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("sub/run"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(src.join("sub/run"), fs::Permissions::from_mode(0o750)).unwrap();
+        std::os::unix::fs::symlink("sub/run", src.join("link")).unwrap();
+        let dst = dir.path().join("dst");
+        copy_tree_unsynced(&src, &dst).unwrap();
+        sync_filesystem(&dst).unwrap();
+        assert_eq!(
+            fs::read_link(dst.join("link")).unwrap(),
+            Path::new("sub/run")
+        );
+        assert_eq!(
+            fs::read_to_string(dst.join("sub/run")).unwrap(),
+            "#!/bin/sh\n"
+        );
+        assert_eq!(
+            fs::metadata(dst.join("sub/run")).unwrap().mode() & 0o777,
+            0o750
+        );
+        let missing = dir.path().join("missing");
+        let err = format!("{:#}", sync_filesystem(&missing).unwrap_err());
+        assert!(err.contains(&missing.display().to_string()), "{err}");
     }
 
     #[test]

@@ -106,6 +106,34 @@ impl Journal {
         self.write(&doc)
     }
 
+    /// Records the entries of a whole wave of modules in one durable write (one file sync and
+    /// one directory sync, whatever their number), before the step they describe is taken.
+    pub fn set_many<'e>(&self, entries: impl IntoIterator<Item = (&'e str, Entry)>) -> Result<()> {
+        let mut doc = self.lock();
+        let mut any = false;
+        for (name, entry) in entries {
+            doc.modules.insert(name.to_string(), entry);
+            any = true;
+        }
+        if any {
+            self.write(&doc)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets several modules in one durable write.
+    pub fn remove_many<'n>(&self, names: impl IntoIterator<Item = &'n str>) -> Result<()> {
+        let mut doc = self.lock();
+        let mut any = false;
+        for name in names {
+            any |= doc.modules.remove(name).is_some();
+        }
+        if any {
+            self.write(&doc)?;
+        }
+        Ok(())
+    }
+
     /// Forgets `name` (its update is committed or rolled back).
     pub fn remove(&self, name: &str) -> Result<()> {
         let mut doc = self.lock();
@@ -182,6 +210,36 @@ mod tests {
         j.set("m", e.clone()).unwrap();
         assert_eq!(Journal::load(&p).unwrap().entries()["m"], e);
         j.remove("m").unwrap();
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn a_wave_is_recorded_and_forgotten_in_one_write_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal.json");
+        let j = Journal::load(&p).unwrap();
+        let e = |v: &str| Entry {
+            step: Step::Staging,
+            version: v.into(),
+            new_ino: None,
+            had_old: false,
+            backup_paths: Vec::new(),
+            per_module_dir: true,
+        };
+        j.set_many([("a", e("1.0.0")), ("b", e("2.0.0"))]).unwrap();
+        let on_disk = Journal::load(&p).unwrap().entries();
+        assert_eq!(on_disk.len(), 2);
+        assert_eq!(on_disk["b"].version, "2.0.0");
+        j.remove_many(["a"]).unwrap();
+        assert_eq!(
+            Journal::load(&p)
+                .unwrap()
+                .entries()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["b"]
+        );
+        j.remove_many(["b", "not-there"]).unwrap();
         assert!(!p.exists());
     }
 

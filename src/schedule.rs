@@ -37,6 +37,35 @@ fn words(r: ModuleResult) -> String {
     r.as_str().replace('_', " ")
 }
 
+/// The work of a run, wave by wave (a wave: the nodes of one priority and phase). `before` and
+/// `after` let the caller do once per wave what would cost too much once per node (apply stages
+/// a whole wave and makes it durable with one sync, and commits it with one more).
+pub trait Waves: Sync {
+    /// Called before any node of a wave runs, with the wave's nodes that are not already
+    /// skipped (in the order given to [`run_waves`]), on the worker pool (so rayon's parallel
+    /// iterators use its threads). Returns the outcomes of those that cannot run: they count as
+    /// finished (and failed, unless their outcome is a success) before the wave starts.
+    fn before(&self, _wave: &[&str]) -> BTreeMap<String, Outcome> {
+        BTreeMap::new()
+    }
+
+    /// One node's work.
+    fn work(&self, name: &str) -> Outcome;
+
+    /// Called once every node of the wave has finished (or was skipped); may change the
+    /// outcomes of the wave's nodes before the next wave looks at them.
+    fn after(&self, _wave: &[&str], _outcomes: &mut BTreeMap<String, Outcome>) {}
+}
+
+/// [`Waves`] for a plain function of one node.
+struct EachNode<W>(W);
+
+impl<W: Fn(&str) -> Outcome + Sync> Waves for EachNode<W> {
+    fn work(&self, name: &str) -> Outcome {
+        (self.0)(name)
+    }
+}
+
 /// Runs `work` for every node, honouring priorities and dependencies. A dependency that is not a
 /// node is asked of `external`: `Ok(())` when it is satisfied (installed and not being changed),
 /// else the reason the dependant must be skipped.
@@ -50,6 +79,21 @@ where
     W: Fn(&str) -> Outcome + Sync,
     E: Fn(&str) -> std::result::Result<(), String>,
 {
+    run_waves(nodes, jobs, external, &EachNode(work))
+}
+
+/// [`run`] with per-wave hooks (see [`Waves`]).
+pub fn run_waves<W, E>(
+    nodes: &[Node],
+    jobs: usize,
+    external: E,
+    waves_work: &W,
+) -> Result<BTreeMap<String, Outcome>>
+where
+    W: Waves,
+    E: Fn(&str) -> std::result::Result<(), String>,
+{
+    let work = |name: &str| waves_work.work(name);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs.max(1))
         .thread_name(|i| format!("updater-job-{i}"))
@@ -66,6 +110,7 @@ where
         let mut waiting: BTreeMap<&str, usize> = BTreeMap::new();
         let mut dependants: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut ready = Vec::new();
+        let mut inside_deps: Vec<(&Node, usize)> = Vec::new();
         for node in &group {
             let mut inside = 0;
             let mut skip = None;
@@ -104,18 +149,48 @@ where
             }
             if let Some(reason) = skip {
                 outcomes.insert(node.name.clone(), skipped(reason));
+            } else {
+                inside_deps.push((node, inside));
+            }
+        }
+        let runnable: Vec<&str> = inside_deps.iter().map(|(n, _)| n.name.as_str()).collect();
+        let refused = if runnable.is_empty() {
+            BTreeMap::new()
+        } else {
+            pool.install(|| waves_work.before(&runnable))
+        };
+        for (node, inside) in inside_deps {
+            if let Some(o) = refused.get(&node.name) {
+                outcomes.insert(node.name.clone(), o.clone());
             } else if inside == 0 {
                 ready.push(node.name.as_str());
             } else {
                 waiting.insert(node.name.as_str(), inside);
             }
         }
-        // Dependants of modules skipped above are skipped too.
+        // Dependants of modules skipped or refused above are skipped too (a refused module
+        // that succeeded releases them like one that ran).
         let initially_skipped: Vec<String> = group
             .iter()
-            .filter(|n| outcomes.contains_key(&n.name))
+            .filter(|n| outcomes.get(&n.name).is_some_and(|o| !o.is_success()))
             .map(|n| n.name.clone())
             .collect();
+        let initially_done: Vec<&str> = group
+            .iter()
+            .filter(|n| outcomes.get(&n.name).is_some_and(Outcome::is_success))
+            .map(|n| n.name.as_str())
+            .collect();
+        for name in initially_done {
+            for d in dependants.get(name).into_iter().flatten() {
+                if let Some(count) = waiting.get_mut(d) {
+                    *count -= 1;
+                    if *count == 0 {
+                        waiting.remove(d);
+                        ready.push(d);
+                    }
+                }
+            }
+        }
         let state = Mutex::new(GroupState {
             outcomes: std::mem::take(&mut outcomes),
             waiting,
@@ -138,6 +213,8 @@ where
                 .entry(name.to_string())
                 .or_insert_with(|| skipped("its dependencies never finished".into()));
         }
+        let names: Vec<&str> = group.iter().map(|n| n.name.as_str()).collect();
+        pool.install(|| waves_work.after(&names, &mut outcomes));
     }
     Ok(outcomes)
 }
@@ -322,6 +399,70 @@ mod tests {
             vec!["install", "runner", "later"]
         );
         assert!(out.values().all(|o| o.result == ModuleResult::Applied));
+    }
+
+    #[test]
+    fn wave_hooks_bracket_each_wave_and_refused_nodes_skip_their_dependants() {
+        struct Hooks {
+            log: Mutex<Vec<String>>,
+        }
+        impl Waves for Hooks {
+            fn before(&self, wave: &[&str]) -> BTreeMap<String, Outcome> {
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("before {}", wave.join(",")));
+                wave.iter()
+                    .filter(|n| **n == "bad")
+                    .map(|n| {
+                        let o = Outcome::new(ModuleResult::RolledBack, Some("no".into()));
+                        (n.to_string(), o)
+                    })
+                    .collect()
+            }
+            fn work(&self, name: &str) -> Outcome {
+                self.log.lock().unwrap().push(format!("work {name}"));
+                ok()
+            }
+            fn after(&self, wave: &[&str], outcomes: &mut BTreeMap<String, Outcome>) {
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("after {}", wave.join(",")));
+                if let Some(o) = outcomes.get_mut("a") {
+                    o.error = Some("seen by after".into());
+                }
+            }
+        }
+        let nodes = vec![
+            node("a", 1, &[]),
+            node("bad", 1, &[]),
+            node("needs-bad", 1, &["bad"]),
+            node("skipped", 1, &["ext-missing"]),
+            node("b", 2, &["a"]),
+        ];
+        let hooks = Hooks {
+            log: Mutex::new(Vec::new()),
+        };
+        let external = |_: &str| Err("not installed".to_string());
+        let out = run_waves(&nodes, 1, external, &hooks).unwrap();
+        assert_eq!(
+            hooks.log.into_inner().unwrap(),
+            vec![
+                "before a,bad,needs-bad",
+                "work a",
+                "after a,bad,needs-bad,skipped",
+                "before b",
+                "work b",
+                "after b",
+            ]
+        );
+        assert_eq!(out["bad"].result, ModuleResult::RolledBack);
+        assert_eq!(out["needs-bad"].result, ModuleResult::Skipped);
+        assert!(out["needs-bad"].error.as_ref().unwrap().contains("bad"));
+        assert_eq!(out["skipped"].result, ModuleResult::Skipped);
+        assert_eq!(out["a"].error.as_deref(), Some("seen by after"));
+        assert_eq!(out["b"].result, ModuleResult::Applied);
     }
 
     #[test]

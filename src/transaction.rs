@@ -1,8 +1,14 @@
-//! One module's install or update as a transaction (SPEC §7): stage a synced copy, snapshot the
-//! declared system paths, swap the copy in with one atomic exchange, and then either `commit()`
-//! (the old copy becomes the module's backup) or roll back (old copy and system paths put back).
-//! Dropping an uncommitted transaction rolls it back. Every step is journaled first, and the
-//! same `undo`/`finish_commit` functions serve the crash recovery of the next run.
+//! One module's install or update as a transaction (SPEC §7): stage a copy, snapshot the
+//! declared system paths, swap the copy in with one atomic exchange, and then either commit (the
+//! old copy becomes the module's backup) or roll back (old copy and system paths put back).
+//! Dropping an uncommitted transaction rolls it back. Durability is batched per wave (the
+//! modules of one priority): [`Transaction::begin_wave`] journals their intent in one write,
+//! [`Transaction::stage`] copies without syncing, [`Transaction::seal_wave`] makes every staged
+//! copy durable with one `syncfs` and journals them `swapped` in one write (each module is then
+//! staged, not yet swapped, until its [`Transaction::swap`]), and [`Transaction::commit_wave`]
+//! commits the wave with two `syncfs` and two journal writes. Every step is journaled before it
+//! is taken, and the same `undo`/`finish_commit` functions serve the crash recovery of the next
+//! run.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -83,67 +89,116 @@ pub struct Transaction<'a> {
     done: bool,
 }
 
+/// What one module of a wave is staged from.
+pub struct Intent {
+    pub name: String,
+    pub version: String,
+    pub backup_paths: Vec<PathBuf>,
+}
+
 impl<'a> Transaction<'a> {
-    /// Copies `source` into staging (synced) and snapshots `backup_paths`. Nothing installed
-    /// changes; on error the staging is cleaned up and the journal entry removed.
-    pub fn stage(
+    /// Opens the transactions of a wave: one journal write records every module's intent
+    /// (`staging`: nothing installed has changed; recovery removes what staging left). Nothing
+    /// is copied yet ([`Transaction::stage`]).
+    pub fn begin_wave(
         layout: &'a Layout,
         journal: &'a Journal,
-        name: &str,
-        source: &Path,
-        version: &str,
-        backup_paths: &[PathBuf],
-    ) -> Result<Transaction<'a>> {
-        let installed = layout.module(name);
-        let entry = Entry {
-            step: Step::Staging,
-            version: version.to_string(),
-            new_ino: None,
-            had_old: fs::exists_no_follow(&installed),
-            backup_paths: backup_paths.to_vec(),
-            per_module_dir: true,
-            restart_old: false,
-        };
-        journal.set(name, entry.clone())?;
-        fault::at(fault::Point::JournalStaging, name);
-        let mut txn = Transaction {
-            layout,
-            journal,
-            name: name.to_string(),
-            entry,
-            swapped: false,
-            done: false,
-        };
-        let staged = staged_dir(layout, name);
-        let dir = work_dir(layout, name);
-        fs::remove_all(&dir)?;
-        fs::create_dir_all(&dir)?;
-        fs::copy_tree(source, &staged, false).with_context(|| format!("staging module {name}"))?;
-        if !backup_paths.is_empty() {
-            snapshot::take(&paths_snapshot_dir(layout, name), backup_paths)
-                .with_context(|| format!("snapshotting the backup_paths of module {name}"))?;
+        intents: Vec<Intent>,
+    ) -> Result<Vec<Transaction<'a>>> {
+        let txns: Vec<Transaction<'a>> = intents
+            .into_iter()
+            .map(|i| Transaction {
+                layout,
+                journal,
+                entry: Entry {
+                    step: Step::Staging,
+                    version: i.version,
+                    new_ino: None,
+                    had_old: fs::exists_no_follow(&layout.module(&i.name)),
+                    backup_paths: i.backup_paths,
+                    per_module_dir: true,
+                    restart_old: false,
+                },
+                name: i.name,
+                swapped: false,
+                done: false,
+            })
+            .collect();
+        // On error, dropping the transactions forgets them again.
+        journal.set_many(txns.iter().map(|t| (t.name.as_str(), t.entry.clone())))?;
+        for t in &txns {
+            fault::at(fault::Point::JournalStaging, &t.name);
         }
-        txn.entry.new_ino = inode(&staged);
-        fault::at(fault::Point::Staged, name);
-        Ok(txn)
+        Ok(txns)
     }
 
-    /// Swaps the staged copy in: one `RENAME_EXCHANGE` for an update, one rename for a new
-    /// module; then the parent directories are synced.
+    /// Copies `source` into staging, without syncing it: [`Transaction::seal_wave`] makes the
+    /// whole wave durable at once. Nothing installed changes; on error, dropping the
+    /// transaction cleans up.
+    pub fn stage(&mut self, source: &Path) -> Result<()> {
+        let name = &self.name;
+        let staged = staged_dir(self.layout, name);
+        let dir = work_dir(self.layout, name);
+        fs::remove_all(&dir)?;
+        fs::create_dir_all(&dir)?;
+        fs::copy_tree_unsynced(source, &staged)
+            .with_context(|| format!("staging module {name}"))?;
+        self.entry.new_ino = inode(&staged);
+        fault::at(fault::Point::Staged, name);
+        Ok(())
+    }
+
+    /// The durability point of a wave, between staging (and whatever the caller changed in the
+    /// staged copies) and the first swap: one `syncfs` of the filesystem holding staging makes
+    /// every staged copy durable, then one journal write records every module as `swapped`
+    /// (with its staged copy's inode). On error nothing was swapped; dropping the
+    /// transactions rolls them back.
+    pub fn seal_wave(
+        layout: &Layout,
+        journal: &Journal,
+        txns: &mut [Transaction<'a>],
+    ) -> Result<()> {
+        if txns.is_empty() {
+            return Ok(());
+        }
+        fs::sync_filesystem(&layout.staging())?;
+        journal.set_many(txns.iter().map(|t| {
+            let mut e = t.entry.clone();
+            e.step = Step::Swapped;
+            (t.name.as_str(), e)
+        }))?;
+        for t in txns.iter_mut() {
+            t.entry.step = Step::Swapped;
+        }
+        Ok(())
+    }
+
+    /// Swaps the staged copy in: the `backup_paths` are snapshotted (durably: the entry may
+    /// change them next), then one `RENAME_EXCHANGE` for an update, one rename for a new module.
+    /// The swap itself is not synced here: until the wave's commit syncs it, a power cut may undo
+    /// it, and recovery, which tells the copies apart by inode, rolls the module back either way.
     pub fn swap(&mut self) -> Result<()> {
-        let staged = staged_dir(self.layout, &self.name);
-        let installed = self.layout.module(&self.name);
-        self.entry.step = Step::Swapped;
-        self.journal.set(&self.name, self.entry.clone())?;
-        fault::at(fault::Point::Swapping, &self.name);
+        let name = &self.name;
+        if !self.entry.backup_paths.is_empty() {
+            // Taken under a temporary name and renamed: recovery restores `paths` only once it
+            // is complete.
+            let dir = work_dir(self.layout, name);
+            let tmp = dir.join("paths.tmp");
+            snapshot::take(&tmp, &self.entry.backup_paths)
+                .with_context(|| format!("snapshotting the backup_paths of module {name}"))?;
+            fs::rename(&tmp, &paths_snapshot_dir(self.layout, name))?;
+        }
+        let staged = staged_dir(self.layout, name);
+        let installed = self.layout.module(name);
+        fault::at(fault::Point::Swapping, name);
         if self.entry.had_old {
-            fs::exchange(&staged, &installed)?;
+            fs::exchange_unsynced(&staged, &installed)?;
         } else {
             fs::create_dir_all(&self.layout.modules())?;
-            fs::rename(&staged, &installed)?;
+            fs::rename_unsynced(&staged, &installed)?;
         }
         self.swapped = true;
-        fault::at(fault::Point::Swapped, &self.name);
+        fault::at(fault::Point::Swapped, name);
         Ok(())
     }
 
@@ -155,22 +210,81 @@ impl<'a> Transaction<'a> {
         self.entry.restart_old = self.entry.had_old;
     }
 
+    /// The module's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Where the previously installed copy is while the transaction is open (none for a new
     /// module). Passed to entry points as `UPDATER_BACKUP_DIR`.
     pub fn old_copy(&self) -> Option<PathBuf> {
         (self.entry.had_old && self.swapped).then(|| staged_dir(self.layout, &self.name))
     }
 
-    /// Keeps the new copy. The old one becomes the module's backup (for `rollback`).
-    pub fn commit(mut self) -> Result<()> {
-        self.entry.step = Step::Committed;
-        self.journal.set(&self.name, self.entry.clone())?;
-        fault::at(fault::Point::Committing, &self.name);
-        self.done = true;
-        finish_commit(self.layout, &self.name, &self.entry)?;
-        self.journal.remove(&self.name)?;
-        fault::at(fault::Point::Committed, &self.name);
-        Ok(())
+    /// Keeps the new copies of a wave (every transaction swapped, its entry passed): one
+    /// `syncfs` makes the swaps durable, one journal write records them `committed`; then each
+    /// old copy becomes its module's backup (for `rollback`), one more `syncfs`, and one journal
+    /// write forgets them. Returns each module's result: a module whose clean-up failed is
+    /// committed all the same (the next run's recovery finishes it, as after a crash); when
+    /// the wave cannot be committed at all, every module of it is rolled back.
+    pub fn commit_wave(
+        layout: &Layout,
+        journal: &Journal,
+        mut txns: Vec<Transaction<'a>>,
+    ) -> Vec<(String, Result<()>)> {
+        if txns.is_empty() {
+            return Vec::new();
+        }
+        let sealed = fs::sync_filesystem(&layout.staging()).and_then(|()| {
+            journal.set_many(txns.iter().map(|t| {
+                let mut e = t.entry.clone();
+                e.step = Step::Committed;
+                (t.name.as_str(), e)
+            }))
+        });
+        if let Err(e) = sealed {
+            let why = format!("{e:#}");
+            return txns
+                .into_iter()
+                .map(|t| {
+                    let name = t.name.clone();
+                    drop(t); // rolls back
+                    (name, Err(anyhow::anyhow!("committing: {why}")))
+                })
+                .collect();
+        }
+        let mut results = Vec::with_capacity(txns.len());
+        for t in &mut txns {
+            t.entry.step = Step::Committed;
+            t.done = true;
+            fault::at(fault::Point::Committing, &t.name);
+            let r = finish_commit_with(layout, &t.name, &t.entry, false);
+            results.push((t.name.clone(), r));
+        }
+        let finished: Vec<&str> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let forgotten = fs::sync_filesystem(&layout.staging())
+            .and_then(|()| journal.remove_many(finished.iter().copied()));
+        if let Err(e) = forgotten {
+            // Every module is committed; the next run's recovery finishes the clean-up.
+            log::warn!("finishing the commit of this wave: {e:#}; the next run will finish it");
+        } else {
+            for n in &finished {
+                fault::at(fault::Point::Committed, n);
+            }
+        }
+        for (name, r) in &mut results {
+            if let Err(e) = r {
+                log::warn!(
+                    "module {name} is committed, but cleaning up after it failed: {e:#}; the next run will finish it"
+                );
+                *r = Ok(());
+            }
+        }
+        results
     }
 
     /// Puts back the old copy and the system paths, and forgets the transaction.
@@ -180,7 +294,12 @@ impl<'a> Transaction<'a> {
     }
 
     fn rollback_inner(&self) -> Result<()> {
-        undo(self.layout, &self.name, &self.entry)?;
+        let mut entry = self.entry.clone();
+        if !self.swapped {
+            // Its entry never ran: nothing of the system paths to put back.
+            entry.step = Step::Staging;
+        }
+        undo(self.layout, &self.name, &entry)?;
         if self.entry.restart_old && self.swapped {
             let restart = Entry {
                 step: Step::Restart,
@@ -248,26 +367,43 @@ pub fn undo(layout: &Layout, name: &str, entry: &Entry) -> Result<()> {
 /// Completes a commit: the old copy (in staging) replaces the module's previous backup, and the
 /// snapshot is dropped. Idempotent.
 pub fn finish_commit(layout: &Layout, name: &str, entry: &Entry) -> Result<()> {
+    finish_commit_with(layout, name, entry, true)
+}
+
+/// [`finish_commit`]; `durable: false` syncs nothing (the caller syncs the whole wave once).
+fn finish_commit_with(layout: &Layout, name: &str, entry: &Entry, durable: bool) -> Result<()> {
     let w = work(layout, name, entry);
     let is_old_copy = fs::exists_no_follow(&w.tree) && inode(&w.tree) != entry.new_ino;
     if is_old_copy {
         let backup = layout.backup_of(name);
         fs::create_dir_all(&layout.backup())?;
         fs::remove_all(&w.discard)?;
+        let rename = if durable {
+            fs::rename
+        } else {
+            fs::rename_unsynced
+        };
         if fs::exists_no_follow(&backup) {
-            fs::rename(&backup, &w.discard)?;
+            rename(&backup, &w.discard)?;
         }
-        fs::rename(&w.tree, &backup)?;
+        rename(&w.tree, &backup)?;
         fault::at(fault::Point::BackupKept, name);
     }
-    cleanup(&w)
+    cleanup_with(&w, durable)
 }
 
 fn cleanup(w: &Work) -> Result<()> {
+    cleanup_with(w, true)
+}
+
+fn cleanup_with(w: &Work, durable: bool) -> Result<()> {
     match &w.dir {
         Some(dir) => {
             fs::remove_all(dir)?;
-            fs::sync_parent(dir)
+            if durable {
+                fs::sync_parent(dir)?;
+            }
+            Ok(())
         }
         None => {
             fs::remove_all(&w.tree)?;

@@ -47,6 +47,11 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     let mut choices = crate::preserve::MachineChoices::load(layout)?;
     let holds = choices.holds(layout)?;
     let settings = RepoSettings::resolve(cfg, layout, installed.as_ref());
+    let run = RunSettings::resolve(cfg, installed.as_ref());
+    if run.run == crate::config::RunMode::Enabled && super::settings::environment().fork_server {
+        // Every enabled module runs: the Python fork-server starts while git syncs and plans.
+        crate::runner::prewarm_fork_server(&run.python, &layout.modules());
+    }
     let (synced, plan) = sync_and_plan(cfg, &settings, layout, &state, holds)?;
     let repo_index = load_repo_index(&synced);
     // The framework goes first: modules import it.
@@ -59,7 +64,6 @@ pub fn sync(cfg: &Config) -> Result<ExitStatus> {
     )?;
     let framework_ok = framework.as_ref().is_none_or(|r| r.is_ok());
     report::log_decisions(&plan);
-    let run = RunSettings::resolve(cfg, installed.as_ref());
     let opts = ApplyOptions {
         jobs: cfg.jobs,
         python: run.python,

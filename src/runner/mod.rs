@@ -83,6 +83,20 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome> {
     outcome
 }
 
+/// Starts the Python fork-server early, in the background, when a module in `modules_dir` has an
+/// `index.py` (whose `main(args)` will run through it), so that the interpreter's start overlaps
+/// the git sync and the plan (`sync --run enabled`, where every enabled module runs every time).
+/// A run that reaches the fork-server first waits for that start rather than making its own.
+pub fn prewarm_fork_server(python: &Path, modules_dir: &Path) {
+    let has_python = crate::fs::list_dir(modules_dir)
+        .unwrap_or_default()
+        .iter()
+        .any(|name| modules_dir.join(name).join("index.py").is_file());
+    if has_python {
+        let _ = pymain::prewarm_in(&SERVERS, python, modules_dir);
+    }
+}
+
 /// [`run`], with `registry` as the source of fork-servers.
 fn run_in(registry: &Registry, spec: &RunSpec) -> Result<RunOutcome> {
     let output = Arc::new(Output::open(spec.module, spec.log_file)?);

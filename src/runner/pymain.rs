@@ -11,13 +11,33 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::forkserver::{
-    fork_server_wanted, note_path, run_forked, server_key, Forked, PythonPath, Registry,
+    fork_server_wanted, modules_dir_key, note_path, run_forked, server_key, Forked, PythonPath,
+    Registry,
 };
 use super::output::Output;
 use super::process::{python_env, run_process, Ended};
 use super::reason::{timeout_reason, Verdict};
 use super::shim::{python_verdict, ShimRequest, PYTHON_SHIM};
 use super::spec::{RunSpec, DEFAULT_PATH};
+
+/// Starts, in a thread of its own, the fork-server that `main(args)` modules in `modules_dir` run
+/// with `python` will use, so that the interpreter's start overlaps the caller's other work (the
+/// first run for that server waits for the start instead of making its own). Returns the thread,
+/// or `None` when such runs would not use a fork-server.
+pub(super) fn prewarm_in(
+    registry: &'static Registry,
+    python: &Path,
+    modules_dir: &Path,
+) -> Option<std::thread::JoinHandle<()>> {
+    let modules_dir = std::path::absolute(modules_dir).ok()?;
+    let key = modules_dir_key(&locate(python), &modules_dir)?;
+    std::thread::Builder::new()
+        .name("forkserver-prewarm".to_string())
+        .spawn(move || {
+            let _ = registry.server(&key);
+        })
+        .ok()
+}
 
 /// Runs `main(args)` of the Python file `file`: in a process forked by the fork-server of
 /// `spec.python` when it can, else in a fresh interpreter. Both end in the same [`Verdict`], with

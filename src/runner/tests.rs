@@ -1351,3 +1351,30 @@ fn a_python_main_runs_only_after_its_process_group_is_recorded() {
         );
     });
 }
+
+#[test]
+fn a_prewarmed_fork_server_is_the_one_the_first_run_uses() {
+    if forced_path() == Some(PythonPath::Fresh)
+        || !crate::commands::settings::environment().fork_server
+    {
+        return;
+    }
+    let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let f = fixture_in(tmp.path(), "mod");
+    let program = index_py(&f, "def main(args):\n    return True\n");
+    super::pymain::prewarm_in(registry, Path::new("python3"), tmp.path())
+        .expect("a prewarm thread")
+        .join()
+        .expect("the prewarm thread ends");
+    let started = registry.server_pids();
+    assert_eq!(started.len(), 1, "one fork-server started");
+    let outcome = run_env(registry, &f, &program, &[], &[], Duration::from_secs(30));
+    assert_success(&outcome, &f);
+    assert_eq!(used_path(), Some(PythonPath::ForkServer));
+    assert_eq!(
+        registry.server_pids(),
+        started,
+        "the run used the prewarmed server"
+    );
+}

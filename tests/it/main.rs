@@ -28,6 +28,7 @@ mod run_modes;
 mod signals;
 mod sync;
 mod trust;
+mod waves;
 mod window;
 mod wrapper;
 

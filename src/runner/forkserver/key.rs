@@ -55,11 +55,25 @@ pub(in crate::runner) fn server_key(
     let Some(cwd) = module_dir.parent() else {
         return Err(format!("{} has no parent", module_dir.display()));
     };
-    Ok(ServerKey {
+    Ok(dir_key(python, cwd))
+}
+
+/// The key of the fork-server that runs of modules in `modules_dir` (absolute) with `python`
+/// (located) share: what [`server_key`] gives each of them. A relative `python` with a directory
+/// part has none (see there).
+pub(in crate::runner) fn modules_dir_key(python: &Path, modules_dir: &Path) -> Option<ServerKey> {
+    if python.is_relative() && python.components().count() > 1 {
+        return None;
+    }
+    Some(dir_key(python, modules_dir))
+}
+
+fn dir_key(python: &Path, cwd: &Path) -> ServerKey {
+    ServerKey {
         python: python.to_path_buf(),
         cwd: cwd.to_path_buf(),
         env: python_env(),
-    })
+    }
 }
 
 /// Set to anything but "" or "0", `main(args)` modules always run in a fresh interpreter.

@@ -34,7 +34,7 @@ mod run;
 mod server;
 
 pub use key::{fork_server_enabled, NO_FORK_SERVER_VAR};
-pub(super) use key::{fork_server_wanted, note_path, server_key, PythonPath};
+pub(super) use key::{fork_server_wanted, modules_dir_key, note_path, server_key, PythonPath};
 #[cfg(test)]
 pub(super) use key::{FORCED_PATH, USED_PATH};
 pub(super) use registry::{Registry, SERVERS};
