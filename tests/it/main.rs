@@ -20,6 +20,7 @@ mod integrations;
 mod legacy;
 mod manage;
 mod output;
+mod packaging;
 mod parsers;
 mod python_entry;
 mod run_modes;
