@@ -98,12 +98,14 @@ fn man_page_renders_without_groff_warnings() {
 
 /// The visible subcommands, from the top-level help's `Commands:` list.
 fn subcommands(root: &InstallRoot) -> Vec<String> {
-    let help = stdout_of(&updater_env(root).arg("--help").output().unwrap());
+    let help = stdout_of(&updater_env(root).arg("-h").output().unwrap());
     let subs: Vec<String> = help
         .lines()
         .skip_while(|l| !l.starts_with("Commands:"))
         .skip(1)
         .take_while(|l| l.starts_with("  "))
+        // A wrapped description continues on a line indented further.
+        .filter(|l| !l.starts_with("   "))
         .filter_map(|l| l.split_whitespace().next())
         .filter(|s| *s != "help")
         .map(str::to_string)
