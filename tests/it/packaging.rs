@@ -130,7 +130,9 @@ fn every_subcommand_help_has_examples() {
             .filter(|l| l.trim_start().starts_with("updater "))
             .collect();
         assert!(
-            examples.iter().any(|l| l.contains(&format!("updater {sub}"))),
+            examples
+                .iter()
+                .any(|l| l.contains(&format!("updater {sub}"))),
             "`updater {sub} --help` has no example of {sub}:\n{text}"
         );
     }
