@@ -191,23 +191,34 @@ fn zsh(generated: &str, cmd: &clap::Command) -> String {
         text.push_str(&line);
         text.push('\n');
     }
-    text.push_str(&format!(
+    let helper = format!(
         r#"
 # updater: installed module names, from `updater complete-modules` (read-only).
 (( $+functions[_updater_modules] )) ||
 _updater_modules() {{
-    local -a root names
-    local i=${{words[(I)--modules-path]}}
+    # The whole command line: inside a subcommand, $words starts at the subcommand and has lost
+    # the command and any --modules-path before it.
+    local -a line root names
+    line=(${{(Q)${{(z)BUFFER}}}})
+    local i=${{line[(I)--modules-path]}}
     if (( i > 0 )); then
-        root=(--modules-path "${{words[i+1]}}")
-    elif [[ -n ${{words[(r)--modules-path=*]}} ]]; then
-        root=("${{words[(r)--modules-path=*]}}")
+        root=(--modules-path "${{line[i+1]}}")
+    elif [[ -n ${{line[(r)--modules-path=*]}} ]]; then
+        root=("${{line[(r)--modules-path=*]}}")
     fi
-    names=(${{(f)"$("${{words[1]}}" "${{root[@]}}" {LISTER} 2>/dev/null)"}})
+    names=(${{(f)"$("${{line[1]}}" "${{root[@]}}" {LISTER} 2>/dev/null)"}})
     compadd -a names
 }}
+
 "#
-    ));
+    );
+    // Before clap's closing dispatch (`if [ "$funcstack[1]" = "_updater" ]`): autoloaded from
+    // fpath, the file runs top to bottom on the first completion and calls _updater there, so
+    // _updater_modules must already be defined.
+    match text.find("if [ \"$funcstack[1]\" = \"_updater\" ]") {
+        Some(at) => text.insert_str(at, &helper),
+        None => text.push_str(&helper),
+    }
     text
 }
 

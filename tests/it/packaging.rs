@@ -303,18 +303,30 @@ fn zsh_completes_installed_module_names() {
             .unwrap_or_else(|| panic!("no ({sub}) block"));
         assert!(block.contains(":_updater_modules'"), "{sub}: {block}");
     }
+    // Autoloaded from fpath, the file runs top to bottom and calls _updater at its end: the
+    // helper must be defined before that call.
+    let defined = text
+        .find("_updater_modules() {")
+        .expect("_updater_modules defined");
+    let dispatch = text
+        .find("if [ \"$funcstack[1]\" = \"_updater\" ]")
+        .expect("clap's dispatch");
+    assert!(
+        defined < dispatch,
+        "_updater_modules is defined after the dispatch"
+    );
     let mp = root.path().display().to_string();
     // _updater_modules itself, in a real zsh, with compadd standing in for the completion
     // system: it must offer the installed names under the --modules-path of the line.
     for words in [
-        format!("updater --modules-path '{mp}' enable ''"),
-        format!("updater --modules-path='{mp}' rollback ''"),
+        format!("updater --modules-path '{mp}' enable "),
+        format!("updater --modules-path='{mp}' rollback a"),
     ] {
         let program = format!(
             "compdef() {{ : }}\n\
              source '{}'\n\
              compadd() {{ [[ $1 == -a ]] && print -l -- ${{(P)2}} }}\n\
-             words=({words})\n\
+             BUFFER={words:?}\n\
              _updater_modules\n",
             script.display()
         );
@@ -329,4 +341,49 @@ fn zsh_completes_installed_module_names() {
         assert!(out.status.success(), "{}", dump(&out));
         assert_eq!(stdout_of(&out), "adblock\nwebsite\n", "{words}");
     }
+}
+
+#[test]
+fn zsh_completes_module_names_in_an_interactive_shell() {
+    let root = root_with_modules();
+    let script = script(&root, "zsh");
+    // An interactive zsh in a pseudo-terminal (zsh/zpty), with the script autoloaded from fpath
+    // by compinit as a packaged one is: typing `disable w<TAB>` must complete to `website`.
+    let fpath = root.home.path().join("zfunc");
+    std::fs::create_dir_all(&fpath).unwrap();
+    std::fs::copy(&script, fpath.join("_updater")).unwrap();
+    let zdotdir = root.home.path().join("zdot");
+    std::fs::create_dir_all(&zdotdir).unwrap();
+    std::fs::write(
+        zdotdir.join(".zshrc"),
+        format!(
+            "fpath=('{}' $fpath)\nautoload -Uz compinit && compinit -u\nPS1='> '\n",
+            fpath.display()
+        ),
+    )
+    .unwrap();
+    let mp = root.path().display();
+    // Each read blocks until its pattern shows; a completion that never comes hangs until the
+    // command's timeout and fails the test.
+    let driver = format!(
+        "zmodload zsh/zpty\n\
+         zpty z \"ZDOTDIR='{}' zsh -i\"\n\
+         zpty -r z out '*> '\n\
+         zpty -w -n z $'updater --modules-path {mp} disable w\\t'\n\
+         zpty -r z out '*website*'\n\
+         zpty -d z\n\
+         print -r -- completed\n",
+        zdotdir.display()
+    );
+    let mut cmd = assert_cmd::Command::new("zsh");
+    cmd.arg("-f")
+        .arg("-c")
+        .arg(driver)
+        .env("PATH", path_with(&bin_dir(&root)))
+        .env("HOME", root.home.path())
+        .env("TERM", "xterm")
+        .current_dir(root.home.path())
+        .timeout(std::time::Duration::from_secs(60));
+    let out = cmd.output().unwrap();
+    assert_eq!(stdout_of(&out).trim(), "completed", "{}", dump(&out));
 }
