@@ -50,5 +50,15 @@ if [ -z "$target" ]; then
     deb=$(cargo deb --no-build --locked --output "$out" "${features[@]}")
 else
     deb=$(cargo deb --target "$target" --locked --output "$out" "${features[@]}")
+    # dpkg-shlibdeps, run on a foreign binary with the cross toolchain's libc, writes
+    # `libc6:arm64 (>= …)`; in the package's own architecture that is plain `libc6 (>= …)`.
+    arch=$(dpkg-deb --field "$deb" Architecture)
+    if dpkg-deb --field "$deb" Depends | grep -q ":$arch\b"; then
+        tmp=$(mktemp -d)
+        trap 'rm -rf "$tmp"' EXIT
+        dpkg-deb -R "$deb" "$tmp/root"
+        sed -i "/^Depends:/ s/:$arch\b//g" "$tmp/root/DEBIAN/control"
+        dpkg-deb --root-owner-group -Zxz -b "$tmp/root" "$deb" >/dev/null
+    fi
 fi
 echo "$deb"
