@@ -18,7 +18,7 @@ for tool in lintian systemd-analyze deb-systemd-helper man; do
     command -v "$tool" >/dev/null || { echo "deb-ci: $tool is missing" >&2; exit 1; }
 done
 cargo_deb_version=3.8.0
-if [ "$(cargo deb --version 2>/dev/null)" != "$cargo_deb_version" ]; then
+if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $cargo_deb_version" ]; then
     echo "deb-ci: installing cargo-deb $cargo_deb_version"
     cargo install cargo-deb --locked --version "$cargo_deb_version" --quiet
 fi
