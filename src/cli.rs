@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Command, Config, Verbosity};
 
+pub mod completion;
+pub mod man;
+
 const EXAMPLES: &str = "\
 Examples:
   updater                                   sync (same as `updater sync`)
@@ -28,9 +31,20 @@ Exit codes: 0 success, 1 could not proceed (or an invalid module in check), 2 us
 3 some modules failed or were skipped (they are at their old copy), 100 updates available
 (check --exit-code).";
 
+const DESCRIPTION: &str = "\
+Keeps the modules installed on a machine in step with a git repository, atomically and safely.
+
+updater syncs a local clone of the updates repository, compares each module's schema_version
+with the installed copy, swaps changed modules in atomically, runs their entry points (in
+parallel, by priority and dependency), rolls back whatever fails, and rewrites the global
+index.json so it records exactly what is installed. A failed module keeps its old code and is
+retried next run; a lock stops concurrent runs; a crash at any instant leaves every module
+either its complete old copy or its complete new one.";
+
 /// Keeps the modules installed on this machine in step with a git repository.
 #[derive(Debug, Parser)]
-#[command(name = "updater", version, about, after_help = EXAMPLES, max_term_width = 100)]
+#[command(name = "updater", version, about, long_about = DESCRIPTION, after_help = EXAMPLES,
+          max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<CommandArg>,
@@ -260,44 +274,154 @@ pub struct GlobalArgs {
     pub verbose: u8,
 }
 
+const SYNC_EXAMPLES: &str = "\
+Examples:
+  updater sync                              sync from the installed index's repository
+  updater sync --prune                      also remove modules that left the repository
+  updater sync --repo-url ./updates --modules-path /tmp/demo
+                                            install from a local checkout into a scratch root
+  updater sync --window 'Sat 02:00-06:00'   apply only inside a weekly window (UTC)
+  updater sync --run enabled -j 4           run every enabled module's entry, 4 at once";
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  updater check                             what a sync would change
+  updater check --json --exit-code          machine-readable; exit 100 when updates exist";
+
+const LEGACY_EXAMPLES: &str = "\
+Examples:
+  updater legacy                            run the modules of <modules-path>/manifest.json
+  updater legacy --manifest /srv/manifest.json --json";
+
+const STATUS_EXAMPLES: &str = "\
+Examples:
+  updater status                            installed modules and their last result
+  updater status --json --modules-path /tmp/demo";
+
+const ENABLE_EXAMPLES: &str = "\
+Examples:
+  updater enable adblock                    release the hold on adblock
+  updater --enable-module adblock           the same, in the admin UI's spelling";
+
+const DISABLE_EXAMPLES: &str = "\
+Examples:
+  updater disable adblock                   hold adblock at its installed version
+  updater --disable-module adblock          the same, in the admin UI's spelling";
+
+const ROLLBACK_EXAMPLES: &str = "\
+Examples:
+  updater rollback adblock                  put back the copy adblock's last update replaced
+  updater rollback adblock --modules-path /tmp/demo";
+
+const DOCTOR_EXAMPLES: &str = "\
+Examples:
+  updater doctor                            exit 1 when something needs attention
+  updater doctor --modules-path /tmp/demo";
+
+const CHECKSUM_EXAMPLES: &str = "\
+Examples:
+  updater checksum adblock                  the value for adblock's legacy manifest entry";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  updater completions bash > /etc/bash_completion.d/updater
+  updater completions zsh > /usr/local/share/zsh/site-functions/_updater
+  updater completions fish > ~/.config/fish/completions/updater.fish
+
+bash, zsh and fish also complete the names of installed modules (those under --modules-path
+when it is on the command line) for enable, disable, rollback, checksum, set-branch and
+component.";
+
+const MAN_EXAMPLES: &str = "\
+Examples:
+  updater man | man -l -                    read it now
+  updater man > /usr/local/share/man/man1/updater.1";
+
+const LIST_EXAMPLES: &str = "\
+Examples:
+  updater list                              name, ENABLED|DISABLED, version, description
+  updater --list-modules                    the same, in the admin UI's spelling";
+
+const COMPONENT_EXAMPLES: &str = "\
+Examples:
+  updater component disable website frontend
+                                            turn the frontend component of website off
+  updater --enable-component website frontend
+                                            turn it on, in the admin UI's spelling";
+
+const SET_BRANCH_EXAMPLES: &str = "\
+Examples:
+  updater set-branch website develop        follow website's develop branch
+  updater --set-module-branch website main  the same, in the admin UI's spelling";
+
 #[derive(Debug, Subcommand)]
 pub enum CommandArg {
     /// Sync the repository and install or update modules (the default)
+    #[command(after_help = SYNC_EXAMPLES)]
     Sync,
     /// Sync the repository and report what would change; installs nothing
+    #[command(after_help = CHECK_EXAMPLES)]
     Check,
     /// Run the installed modules listed in the legacy manifest
+    #[command(after_help = LEGACY_EXAMPLES)]
     Legacy,
     /// Show installed modules: version, enabled, last result and when
+    #[command(after_help = STATUS_EXAMPLES)]
     Status,
     /// Release a hold: set metadata.enabled to true in the installed copy
-    Enable { name: String },
+    #[command(after_help = ENABLE_EXAMPLES)]
+    Enable {
+        #[arg(value_name = "MODULE")]
+        name: String,
+    },
     /// Hold a module: set metadata.enabled to false in the installed copy
-    Disable { name: String },
+    #[command(after_help = DISABLE_EXAMPLES)]
+    Disable {
+        #[arg(value_name = "MODULE")]
+        name: String,
+    },
     /// Put back the copy that a module's last update replaced, with its index entry
-    Rollback { name: String },
+    #[command(after_help = ROLLBACK_EXAMPLES)]
+    Rollback {
+        #[arg(value_name = "MODULE")]
+        name: String,
+    },
     /// Report anything inconsistent in the install root (read-only)
+    #[command(after_help = DOCTOR_EXAMPLES)]
     Doctor,
     /// Print the legacy-manifest checksum of an installed module directory
-    Checksum { name: String },
+    #[command(after_help = CHECKSUM_EXAMPLES)]
+    Checksum {
+        #[arg(value_name = "MODULE")]
+        name: String,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff)
+    #[command(after_help = MAN_EXAMPLES)]
     Man,
     /// List installed modules in the upstream format: name, ENABLED|DISABLED, version, description
+    #[command(after_help = LIST_EXAMPLES)]
     List,
     /// Enable or disable a component (config.components.NAME.enabled) of an installed module
+    #[command(after_help = COMPONENT_EXAMPLES)]
     Component {
         #[arg(value_enum)]
         action: Toggle,
         module: String,
+        #[arg(value_name = "COMPONENT")]
         name: String,
     },
     /// Set an installed module's own source branch (it must exist on the module's repository)
+    #[command(after_help = SET_BRANCH_EXAMPLES)]
     SetBranch { module: String, branch: String },
+    /// The installed module names, one a line (for the completion scripts; read-only, no lock)
+    #[command(name = "complete-modules", hide = true)]
+    CompleteModules,
 }
 
 impl Cli {
@@ -322,6 +446,7 @@ impl Cli {
             (Some(CommandArg::Checksum { name }), _, _) => Command::Checksum(name),
             (Some(CommandArg::Completions { shell }), _, _) => Command::Completions(shell),
             (Some(CommandArg::Man), _, _) => Command::Man,
+            (Some(CommandArg::CompleteModules), _, _) => Command::CompleteModules,
             (Some(CommandArg::List), _, _) => Command::List,
             (
                 Some(CommandArg::Component {
@@ -431,24 +556,16 @@ impl Cli {
     }
 }
 
-/// `updater completions SHELL`: prints a completion script generated from these definitions.
+/// `updater completions SHELL`: prints a completion script generated from these definitions
+/// (see [`completion`]).
 pub fn completions(shell: clap_complete::Shell) -> Result<crate::ExitStatus> {
-    use clap::CommandFactory;
-    let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "updater", &mut script);
-    crate::output::write_bytes(crate::output::Stream::Stdout, &script);
+    crate::output::write_bytes(crate::output::Stream::Stdout, &completion::script(shell));
     Ok(crate::ExitStatus::Success)
 }
 
-/// `updater man`: prints the man page (roff) generated from these definitions.
+/// `updater man`: prints the man page (roff), see [`man`].
 pub fn man() -> Result<crate::ExitStatus> {
-    use anyhow::Context;
-    use clap::CommandFactory;
-    let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut page)
-        .context("rendering the man page")?;
-    crate::output::write_bytes(crate::output::Stream::Stdout, &page);
+    crate::output::write_bytes(crate::output::Stream::Stdout, &man::render()?);
     Ok(crate::ExitStatus::Success)
 }
 

@@ -16,6 +16,8 @@ pub enum Command {
     Checksum(String),
     Completions(clap_complete::Shell),
     Man,
+    /// `complete-modules` (hidden): installed module names, for the completion scripts.
+    CompleteModules,
     /// `list` / `--list-modules` / `--all-status`: the upstream module list (SPEC §10).
     List,
     /// `--module-status M`: one module in the upstream status format.
@@ -48,6 +50,7 @@ impl Command {
             Command::Checksum(_) => "checksum",
             Command::Completions(_) => "completions",
             Command::Man => "man",
+            Command::CompleteModules => "complete-modules",
             Command::List => "list",
             Command::ModuleStatus(_) => "module-status",
             Command::Component { .. } => "component",

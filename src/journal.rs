@@ -225,6 +225,7 @@ mod tests {
             had_old: false,
             backup_paths: Vec::new(),
             per_module_dir: true,
+            restart_old: false,
         };
         j.set_many([("a", e("1.0.0")), ("b", e("2.0.0"))]).unwrap();
         let on_disk = Journal::load(&p).unwrap().entries();

@@ -137,6 +137,7 @@ fn dispatch(cfg: &Config) -> Result<ExitStatus> {
         Command::Checksum(name) => checksum::command(cfg, name),
         Command::Completions(shell) => cli::completions(*shell),
         Command::Man => cli::man(),
+        Command::CompleteModules => cli::completion::list_modules(cfg),
         Command::List => manage::list(cfg),
         Command::ModuleStatus(name) => manage::module_status(cfg, name),
         Command::Component {

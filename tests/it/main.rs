@@ -22,6 +22,7 @@ mod legacy;
 mod lifecycle;
 mod manage;
 mod output;
+mod packaging;
 mod parsers;
 mod python_entry;
 mod run_modes;
