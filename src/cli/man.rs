@@ -108,6 +108,16 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "Read instead of /etc/machine-id (tests).",
     ),
     (
+        "RUST_LOG",
+        "Log filter with env_logger's syntax (e.g. debug, or updater::git=trace), laid over \
+         the level that -q, -v and -vv set.",
+    ),
+    (
+        "JOURNAL_STREAM",
+        "Set by systemd: when it names the stream the log goes to, each line gets an sd-daemon \
+         <N> priority prefix and no timestamp (journalctl -p works).",
+    ),
+    (
         "SSL_CERT_FILE, SSL_CERT_DIR",
         "CA certificates for https remotes (OpenSSL's variables).",
     ),
