@@ -50,7 +50,14 @@ pub(crate) fn check_in(
     let mut state = State::load(&layout.state_file())?;
     let choices = crate::preserve::MachineChoices::load(layout)?;
     let settings = RepoSettings::resolve(cfg, layout, installed.as_ref());
-    let (synced, mut plan) = sync_and_plan(cfg, &settings, layout, &state, choices.holds(layout)?)?;
+    // The plan works the holds out from its own scan (no second read of every index).
+    let (synced, mut plan) = sync_and_plan(
+        cfg,
+        &settings,
+        layout,
+        &state,
+        super::repo::Holds::Choices(choices),
+    )?;
     let framework = crate::framework::step(
         layout,
         &synced.path,

@@ -10,6 +10,7 @@
 //!   trust checks, and the hard reset and clean of the work tree.
 //! - `remote`: remote access: never-prompting credentials, libgit2's timeouts, the sync's
 //!   deadline, and `ls-remote` for one branch ([`remote_has_branch`]).
+//! - `tree`: reading the synced commit's `modules/` from tree objects (for the plan).
 //! - `url`: what a repository URL names (a path, scp-like ssh, a network URL).
 //!
 //! This module reads nothing from the process environment: the settings stage
@@ -24,11 +25,14 @@ mod bundle;
 mod clone;
 mod fetch;
 mod remote;
+mod tree;
 mod url;
 
 pub use crate::trust::policy::TrustPolicy;
 pub use bundle::{bundle_path, MAX_HEADER as MAX_BUNDLE_HEADER};
 pub use clone::{check_clone, is_managed, refuse_foreign_clone, MANAGED_KEY};
+pub use fetch::verify_worktree;
+pub use tree::{Blob, CommitTree, EntryKind, IndexEntry, ModulesDir, TreeEntry};
 pub use remote::remote_has_branch;
 pub use url::{normalize_url, uses_tls};
 
@@ -46,6 +50,10 @@ pub struct SyncedRepo {
     pub commit: String,
     /// Whether any objects had to be fetched (false when the remote tip was already here).
     pub fetched: bool,
+    /// Whether the whole work tree is known to be exactly `commit`. False after a no-op sync,
+    /// which checks only what lies outside `modules/`: call [`verify_worktree`] before copying
+    /// anything from `modules/` (the plan reads the commit's trees, never the work tree).
+    pub worktree_verified: bool,
 }
 
 /// Options for [`sync`].
