@@ -17,7 +17,6 @@
 //! changed. Failing to write it is a warning, never a failed run.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,7 +30,7 @@ use crate::plan::{self, Listed, Side};
 use crate::version::Version;
 
 /// Bumped whenever what is cached changes meaning; another format is ignored.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// The cache file of a state directory (`.updater/`).
 pub fn cache_file(state_dir: &Path) -> PathBuf {
@@ -47,17 +46,14 @@ pub struct Sides {
 
 /// Scans both sides through the cache at `cache`: the repository's `modules/` of commit
 /// `commit` in the clone at `clone`, and the installed modules in `installed_modules`.
+///
+/// Hits are read from the old cache in place; a new cache is built (from the scanned sides)
+/// and written only when something missed, so a no-op run holds one copy of each index.
 pub fn scan(cache: &Path, clone: &Path, commit: &str, installed_modules: &Path) -> Result<Sides> {
     let repo_modules = clone.join("modules");
     let old = load(cache, &repo_modules, installed_modules);
-    let mut new = CacheFile {
-        format: FORMAT,
-        repo_modules: repo_modules.clone(),
-        installed_modules: installed_modules.to_path_buf(),
-        ..CacheFile::default()
-    };
     let mut dirty = old.is_none();
-    let mut old = old.unwrap_or_default();
+    let old = old.unwrap_or_default();
     // Stat data are cached only for files last changed well before this scan began: any later
     // change then gets a later ctime, so equal stat data prove the file unchanged.
     let cutoff = std::time::SystemTime::now()
@@ -66,56 +62,72 @@ pub fn scan(cache: &Path, clone: &Path, commit: &str, installed_modules: &Path) 
         .unwrap_or(0);
 
     let mut repo_misses = 0usize;
-    let repo = repo_side(
-        clone,
-        commit,
-        &repo_modules,
-        &mut old,
-        &mut new,
-        &mut repo_misses,
-    )?;
-    dirty |= repo_misses > 0 || new.modules_tree != old.modules_tree;
+    let (repo, modules_tree, tree_ids) =
+        repo_side(clone, commit, &repo_modules, &old, &mut repo_misses)?;
+    dirty |=
+        repo_misses > 0 || modules_tree != old.modules_tree || tree_ids.len() != old.repo.len();
 
-    let old_installed = old.installed.len();
     let mut hits = 0usize;
+    let mut misses = 0usize;
+    let mut stamps: Vec<(String, Stamp)> = Vec::new();
     let mut installed = {
         let entries = plan::list_modules_dir(installed_modules)?;
+        let open = crate::fs::OpenDir::open(installed_modules)?;
         plan::scan_entries(installed_modules, entries, false, |name, dir| {
             let file = dir.join("index.json");
-            let stamp = std::fs::symlink_metadata(&file)
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| Stamp::of(&m));
-            if let (Some(stamp), Some(entry)) = (stamp, old.installed.remove(name)) {
+            let stamp = open
+                .as_ref()
+                .and_then(|d| d.stat(&Path::new(name).join("index.json")).ok())
+                .filter(|st| {
+                    rustix::fs::FileType::from_raw_mode(st.st_mode as _)
+                        == rustix::fs::FileType::RegularFile
+                })
+                .map(|st| Stamp::of(&st));
+            if let Some(stamp) = stamp.filter(|s| s.older_than(cutoff)) {
+                stamps.push((name.to_string(), stamp));
+            }
+            if let (Some(stamp), Some(entry)) = (stamp, old.installed.get(name)) {
                 if entry.stamp == stamp {
                     if let Ok(index) = entry.index.to_index(&file) {
                         hits += 1;
-                        new.installed.insert(name.to_string(), entry);
                         return Ok(index);
                     }
                 }
             }
+            misses += 1;
             let mut index = ModuleIndex::load(dir)?;
             index.slim();
-            if let Some(stamp) = stamp.filter(|s| s.mtime.0 < cutoff && s.ctime.0 < cutoff) {
-                new.installed.insert(
-                    name.to_string(),
-                    InstalledEntry {
-                        stamp,
-                        index: Cached::of(&index),
-                    },
-                );
-            }
             Ok(index)
         })
     };
     installed.present = crate::fs::exists_no_follow(installed_modules);
-    dirty |= hits != old_installed || hits != new.installed.len();
+    dirty |= misses > 0 || hits != old.installed.len() || stamps.len() != hits;
     log::debug!(
-        "index cache: {hits} of {} installed indexes unchanged, {repo_misses} repository indexes read",
-        new.installed.len()
+        "index cache: {hits} installed indexes unchanged, {misses} read; {repo_misses} repository indexes read"
     );
+    drop(old);
     if dirty {
+        let mut new = CacheFile {
+            format: FORMAT,
+            repo_modules,
+            installed_modules: installed_modules.to_path_buf(),
+            modules_tree,
+            ..CacheFile::default()
+        };
+        for (name, tree) in tree_ids {
+            let index = match repo.modules.get(&name) {
+                Some(Ok(index)) => CachedResult::Ok(Cached::of(index)),
+                Some(Err(e)) => CachedResult::Err(e.clone()),
+                None => continue,
+            };
+            new.repo.insert(name, RepoEntry { tree, index });
+        }
+        for (name, stamp) in stamps {
+            if let Some(Ok(index)) = installed.modules.get(&name) {
+                let index = Cached::of(index);
+                new.installed.insert(name, InstalledEntry { stamp, index });
+            }
+        }
         save(cache, &new);
     }
     Ok(Sides { repo, installed })
@@ -125,22 +137,21 @@ pub fn scan(cache: &Path, clone: &Path, commit: &str, installed_modules: &Path) 
 /// cached (more than the coarsest file timestamp granularity in use, 2 s on FAT).
 const RACY_SECS: i64 = 3;
 
-/// The repository side, from the commit's trees, through the cache.
+/// The repository side, from the commit's trees, through the cache; with the `modules` tree
+/// id and each module's tree id.
 fn repo_side(
     clone: &Path,
     commit: &str,
     repo_modules: &Path,
-    old: &mut CacheFile,
-    new: &mut CacheFile,
+    old: &CacheFile,
     misses: &mut usize,
-) -> Result<Side> {
+) -> Result<(Side, Option<String>, Vec<(String, String)>)> {
     let tree = CommitTree::open(clone, commit)?;
     let (id, entries) = match tree.modules()? {
-        ModulesDir::Missing => return Ok(Side::default()),
+        ModulesDir::Missing => return Ok((Side::default(), None, Vec::new())),
         ModulesDir::NotADir => anyhow::bail!("{}", plan::not_a_directory(repo_modules)),
         ModulesDir::Tree(id, entries) => (id, entries),
     };
-    new.modules_tree = Some(id.clone());
     let whole = old.modules_tree.as_deref() == Some(id.as_str());
     let mut listed = Vec::with_capacity(entries.len());
     let mut ids: BTreeMap<String, (String, EntryKind)> = BTreeMap::new();
@@ -148,7 +159,7 @@ fn repo_side(
         use std::os::unix::ffi::OsStrExt;
         let name = std::ffi::OsStr::from_bytes(&e.name).to_os_string();
         if let Some(n) = name.to_str() {
-            ids.insert(n.to_string(), (e.id.clone(), e.kind));
+            ids.insert(n.to_string(), (e.id, e.kind));
         }
         listed.push(Listed {
             name,
@@ -159,77 +170,51 @@ fn repo_side(
     let mut side = plan::scan_entries(repo_modules, listed, true, |name, dir| {
         let (tree_id, kind) = ids
             .get(name)
-            .cloned()
             .context("a tree entry vanished while reading it")?;
         let file = dir.join("index.json");
-        let cached = old.repo.remove(name);
-        if let Some(c) = cached.as_ref().filter(|c| whole || c.tree == tree_id) {
-            let result = c.index.to_result(&file);
-            if let Some(c) = cached {
-                new.repo.insert(name.to_string(), c);
-            }
-            return result;
+        if let Some(c) = old.repo.get(name).filter(|c| whole || c.tree == *tree_id) {
+            return c.index.to_result(&file);
         }
         *misses += 1;
         let entry = match kind {
             EntryKind::Submodule => IndexEntry::Missing,
-            _ => tree.index_entry(&tree_id)?,
+            _ => tree.index_entry(tree_id)?,
         };
-        let (blob_id, result) = match entry {
-            IndexEntry::Missing => (None, Err(missing(&file, rustix::io::Errno::NOENT))),
-            IndexEntry::Symlink => (None, Err(missing(&file, rustix::io::Errno::LOOP))),
-            IndexEntry::NotAFile => (
-                None,
-                Err(anyhow::anyhow!(
-                    "{} is not a regular file (a fifo or device?)",
+        let result = match entry {
+            IndexEntry::Missing => Err(missing(&file, rustix::io::Errno::NOENT)),
+            IndexEntry::Symlink => Err(missing(&file, rustix::io::Errno::LOOP)),
+            IndexEntry::NotAFile => Err(anyhow::anyhow!(
+                "{} is not a regular file (a fifo or device?)",
+                file.display()
+            )),
+            IndexEntry::File(blob_id) => match tree.blob(&blob_id, MAX_INDEX_BYTES)? {
+                Blob::TooLarge(_) => Err(anyhow::anyhow!(
+                    "{} is larger than {MAX_INDEX_BYTES} bytes",
                     file.display()
                 )),
-            ),
-            IndexEntry::File(blob_id) => {
-                if let Some(c) = cached.filter(|c| c.blob.as_deref() == Some(blob_id.as_str())) {
-                    let entry = RepoEntry {
-                        tree: tree_id,
-                        ..c
-                    };
-                    let result = entry.index.to_result(&file);
-                    new.repo.insert(name.to_string(), entry);
-                    return result;
-                }
-                let result = match tree.blob(&blob_id, MAX_INDEX_BYTES)? {
-                    Blob::TooLarge(_) => Err(anyhow::anyhow!(
-                        "{} is larger than {MAX_INDEX_BYTES} bytes",
-                        file.display()
-                    )),
-                    Blob::Bytes(bytes) => ModuleIndex::from_bytes(&file, bytes),
-                };
-                (Some(blob_id), result)
-            }
+                Blob::Bytes(bytes) => ModuleIndex::from_bytes(&file, bytes),
+            },
         };
-        let result = result.map(|mut index| {
+        result.map(|mut index| {
             index.slim();
             index
-        });
-        let index = match &result {
-            Ok(index) => CachedResult::Ok(Cached::of(index)),
-            Err(e) => CachedResult::Err(format!("{e:#}")),
-        };
-        new.repo.insert(
-            name.to_string(),
-            RepoEntry {
-                tree: tree_id,
-                blob: blob_id,
-                index,
-            },
-        );
-        result
+        })
     });
     side.present = true;
-    Ok(side)
+    let tree_ids = ids
+        .into_iter()
+        .filter(|(name, _)| side.modules.contains_key(name))
+        .map(|(name, (tree, _))| (name, tree))
+        .collect();
+    Ok((side, Some(id), tree_ids))
 }
 
 /// The error `ModuleIndex::load` gives when opening `file` fails with `errno`.
 fn missing(file: &Path, errno: rustix::io::Errno) -> anyhow::Error {
-    crate::fs::open_error(file, std::io::Error::from_raw_os_error(errno.raw_os_error()))
+    crate::fs::open_error(
+        file,
+        std::io::Error::from_raw_os_error(errno.raw_os_error()),
+    )
 }
 
 /// Reads the cache, or None when it is missing, unreadable, corrupt, of another format or for
@@ -285,10 +270,9 @@ struct CacheFile {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RepoEntry {
     /// The module's tree id.
+    #[serde(rename = "t")]
     tree: String,
-    /// Its `index.json` blob id, when it is a file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    blob: Option<String>,
+    #[serde(rename = "i")]
     index: CachedResult,
 }
 
@@ -309,31 +293,36 @@ impl CachedResult {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct InstalledEntry {
+    #[serde(rename = "s")]
     stamp: Stamp,
+    #[serde(rename = "i")]
     index: Cached,
 }
 
-/// An installed `index.json`'s stat data.
+/// An installed `index.json`'s stat data: device, inode, size, mtime (seconds, nanoseconds),
+/// ctime (seconds, nanoseconds). A tuple: one short JSON array per module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
+struct Stamp(u64, u64, u64, i64, i64, i64, i64);
 
 impl Stamp {
-    fn of(m: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        }
+    // The stat fields' integer types differ between architectures: widen them all.
+    #[allow(clippy::unnecessary_cast)]
+    fn of(st: &rustix::fs::Stat) -> Stamp {
+        Stamp(
+            st.st_dev as u64,
+            st.st_ino as u64,
+            st.st_size as u64,
+            st.st_mtime as i64,
+            st.st_mtime_nsec as i64,
+            st.st_ctime as i64,
+            st.st_ctime_nsec as i64,
+        )
     }
 
+    /// Last changed (mtime or ctime) before `cutoff` (seconds since the epoch).
+    fn older_than(&self, cutoff: i64) -> bool {
+        self.3 < cutoff && self.5 < cutoff
+    }
 }
 
 fn is_true(b: &bool) -> bool {
@@ -362,13 +351,25 @@ fn default_timeout() -> u64 {
 }
 
 /// What a plan uses of a parsed `index.json`: every parsed field, and the slim document
-/// ([`ModuleIndex::slim`]). Short keys and skipped defaults keep 10,000 of them small.
+/// ([`ModuleIndex::slim`]). The version inline, everything else (mostly defaults) boxed and
+/// left out when all default: 10,000 of them stay small on disk and in memory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Cached {
     v: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Extra {
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     enabled: bool,
-    #[serde(default = "default_priority", skip_serializing_if = "is_default_priority")]
+    #[serde(
+        default = "default_priority",
+        skip_serializing_if = "is_default_priority"
+    )]
     priority: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     depends_on: Vec<String>,
@@ -376,7 +377,10 @@ struct Cached {
     entry: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     health: Option<String>,
-    #[serde(default = "default_timeout", skip_serializing_if = "is_default_timeout")]
+    #[serde(
+        default = "default_timeout",
+        skip_serializing_if = "is_default_timeout"
+    )]
     timeout_secs: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     backup_paths: Vec<PathBuf>,
@@ -393,6 +397,18 @@ struct Cached {
     warnings: Vec<String>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     doc: Map<String, Value>,
+}
+
+impl Extra {
+    fn defaults() -> Extra {
+        Extra {
+            enabled: true,
+            priority: default_priority(),
+            timeout_secs: default_timeout(),
+            group_order: default_group_order(),
+            ..Extra::default()
+        }
+    }
 }
 
 impl Cached {
@@ -423,8 +439,7 @@ impl Cached {
             copy.slim();
             copy.doc
         };
-        Cached {
-            v: version.to_string(),
+        let extra = Extra {
             enabled: *enabled,
             priority: *priority,
             depends_on: depends_on.clone(),
@@ -437,27 +452,35 @@ impl Cached {
             service_name: service_name.clone(),
             warnings: warnings.clone(),
             doc,
+        };
+        Cached {
+            v: version.to_string(),
+            x: (extra != Extra::defaults()).then(|| Box::new(extra)),
         }
     }
 
     fn to_index(&self, file: &Path) -> Result<ModuleIndex> {
         let version = Version::parse(&self.v)
             .with_context(|| format!("cached version of {}", file.display()))?;
+        let x = match &self.x {
+            Some(x) => x.as_ref().clone(),
+            None => Extra::defaults(),
+        };
         Ok(ModuleIndex {
             path: file.to_path_buf(),
-            doc: self.doc.clone(),
+            doc: x.doc,
             version,
-            enabled: self.enabled,
-            priority: self.priority,
-            depends_on: self.depends_on.clone(),
-            entry: self.entry.clone(),
-            health: self.health.clone(),
-            timeout: Duration::from_secs(self.timeout_secs),
-            backup_paths: self.backup_paths.clone(),
-            group: self.group.clone(),
-            group_order: self.group_order,
-            service_name: self.service_name.clone(),
-            warnings: self.warnings.clone(),
+            enabled: x.enabled,
+            priority: x.priority,
+            depends_on: x.depends_on,
+            entry: x.entry,
+            health: x.health,
+            timeout: Duration::from_secs(x.timeout_secs),
+            backup_paths: x.backup_paths,
+            group: x.group,
+            group_order: x.group_order,
+            service_name: x.service_name,
+            warnings: x.warnings,
             slim: true,
         })
     }

@@ -67,7 +67,9 @@ pub struct ModulePlan {
     pub available: Option<String>,
     /// Why the module is invalid.
     pub error: Option<String>,
-    /// The repository copy's directory and index, when readable.
+    /// The repository copy's directory, and its index when readable and the module is to be
+    /// installed (action `Install`; None otherwise, so a plan of 10,000 up-to-date modules
+    /// holds one index per module). Both indexes are slim ([`ModuleIndex::slim`]).
     pub repo_dir: Option<PathBuf>,
     pub repo_index: Option<ModuleIndex>,
     /// The installed copy's index, when readable.
@@ -167,9 +169,7 @@ pub fn list_modules_dir(dir: &Path) -> Result<Vec<Listed>> {
 
 fn scan(dir: &Path, check_trees: bool) -> Result<Side> {
     let entries = list_modules_dir(dir)?;
-    let mut side = scan_entries(dir, entries, check_trees, |_, path| {
-        ModuleIndex::load(path)
-    });
+    let mut side = scan_entries(dir, entries, check_trees, |_, path| ModuleIndex::load(path));
     side.present = fs::exists_no_follow(dir);
     Ok(side)
 }
@@ -326,12 +326,19 @@ pub fn plan_sides(
         dependency_errors(&repo_side, &known)
     };
 
+    plan.modules
+        .reserve_exact(names.len() + repo_bad_names.len() + installed.bad_names.len());
     for name in &names {
         let r = repo_side.remove(name);
         let i = installed.modules.remove(name);
         let held = holds.contains(name.as_str());
-        let (mut decision, mut action, mut error) =
-            decide(r.as_ref(), i.as_ref(), dep_errors.get(name.as_str()), held, &opts);
+        let (mut decision, mut action, mut error) = decide(
+            r.as_ref(),
+            i.as_ref(),
+            dep_errors.get(name.as_str()),
+            held,
+            &opts,
+        );
         let repo_dir = r.as_ref().map(|_| repo_modules.join(name));
         let mut repo_index = r.and_then(Result::ok);
         let mut installed_index = i.and_then(Result::ok);
@@ -368,7 +375,11 @@ pub fn plan_sides(
                 }
             }
         }
-        // A plan holds no whole JSON documents (10,000 modules would be tens of megabytes).
+        // A plan holds no whole JSON documents (10,000 modules would be tens of megabytes),
+        // and the repository's index only of the modules it installs.
+        if action != Action::Install {
+            repo_index = None;
+        }
         if let Some(idx) = repo_index.as_mut() {
             idx.slim();
         }

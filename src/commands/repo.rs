@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use super::settings::RepoSettings;
 use crate::config::Config;
 use crate::git::{self, SyncOptions, SyncedRepo};
-use crate::layout::Layout;
 use crate::index_cache;
+use crate::layout::Layout;
 use crate::plan::{self, Action, Plan, PlanOptions};
 use crate::recover;
 use crate::state::State;
@@ -94,13 +94,7 @@ pub(super) fn sync_and_plan(
         &synced.commit,
         &layout.modules(),
     )?;
-    let mut plan = plan::plan_sides(
-        sides.repo,
-        sides.installed,
-        &repo_modules,
-        &overrides,
-        opts,
-    )?;
+    let mut plan = plan::plan_sides(sides.repo, sides.installed, &repo_modules, &overrides, opts)?;
     if plan.to_apply().any(|m| m.action == Action::Install) {
         // Everything installed is copied from the clone's work tree: make sure it is exactly
         // the commit planned from before its trees are checked and copied.

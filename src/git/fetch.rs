@@ -245,37 +245,63 @@ fn force_reset(repo: &Repository, branch: &str, tracking: &str, tip: Oid) -> Res
     clean_untracked(repo)
 }
 
-/// Whether the work tree outside `modules/` is exactly `tip`'s: the root holds no name the
-/// commit lacks, and a status walk limited to the commit's other root entries finds nothing.
+/// Whether the work tree outside `modules/` is exactly `tip`'s: every directory holds exactly
+/// the names its tree has (no untracked or ignored file), and every file has its blob's id,
+/// executable bit and kind. Compares against the commit's objects directly, without loading
+/// the clone's index (which lists every file of every module).
 fn root_is_clean(repo: &Repository, tip: Oid) -> Result<bool> {
-    use std::os::unix::ffi::OsStrExt;
     let Some(workdir) = repo.workdir() else {
         return Ok(false);
     };
     let tree = repo.find_commit(tip)?.tree()?;
+    dir_matches(repo, &tree, workdir, true)
+}
+
+fn dir_matches(repo: &Repository, tree: &git2::Tree<'_>, dir: &Path, top: bool) -> Result<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
     let names: std::collections::BTreeSet<Vec<u8>> =
         tree.iter().map(|e| e.name_bytes().to_vec()).collect();
-    let others: Vec<&Vec<u8>> = names.iter().filter(|n| n.as_slice() != b"modules").collect();
-    for name in fs::list_dir(workdir)? {
+    for name in fs::list_dir(dir)? {
         let name = name.as_bytes();
-        if name != b".git" && !names.contains(name) {
+        if top && name == b".git" {
+            continue;
+        }
+        if !names.contains(name) {
             return Ok(false);
         }
     }
-    if others.is_empty() {
-        return Ok(true);
+    for entry in tree.iter() {
+        let name = entry.name_bytes();
+        if top && name == b"modules" {
+            continue;
+        }
+        let path = dir.join(std::ffi::OsStr::from_bytes(name));
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            return Ok(false);
+        };
+        let same = match super::tree::kind_of(entry.filemode()) {
+            super::EntryKind::Dir => {
+                meta.is_dir() && dir_matches(repo, &repo.find_tree(entry.id())?, &path, false)?
+            }
+            super::EntryKind::Submodule => meta.is_dir(),
+            super::EntryKind::File => {
+                let exec = entry.filemode() & 0o111 != 0;
+                meta.is_file()
+                    && (meta.permissions().mode() & 0o111 != 0) == exec
+                    && Oid::hash_file(git2::ObjectType::Blob, &path)? == entry.id()
+            }
+            super::EntryKind::Symlink => {
+                meta.is_symlink()
+                    && std::fs::read_link(&path)?.as_os_str().as_bytes()
+                        == repo.find_blob(entry.id())?.content()
+            }
+        };
+        if !same {
+            return Ok(false);
+        }
     }
-    let mut so = git2::StatusOptions::new();
-    so.include_untracked(true)
-        .include_ignored(true)
-        .recurse_untracked_dirs(false)
-        .exclude_submodules(true)
-        .disable_pathspec_match(true)
-        .update_index(true);
-    for name in others {
-        so.pathspec(std::ffi::OsStr::from_bytes(name));
-    }
-    Ok(repo.statuses(Some(&mut so))?.is_empty())
+    Ok(true)
 }
 
 /// Makes sure the whole work tree of a synced clone is exactly its commit, as [`sync`] does

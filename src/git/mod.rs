@@ -32,8 +32,8 @@ pub use crate::trust::policy::TrustPolicy;
 pub use bundle::{bundle_path, MAX_HEADER as MAX_BUNDLE_HEADER};
 pub use clone::{check_clone, is_managed, refuse_foreign_clone, MANAGED_KEY};
 pub use fetch::verify_worktree;
-pub use tree::{Blob, CommitTree, EntryKind, IndexEntry, ModulesDir, TreeEntry};
 pub use remote::remote_has_branch;
+pub use tree::{Blob, CommitTree, EntryKind, IndexEntry, ModulesDir, TreeEntry};
 pub use url::{normalize_url, uses_tls};
 
 /// The name of the remote in the local clone.

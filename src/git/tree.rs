@@ -60,7 +60,7 @@ pub struct CommitTree {
     root: Oid,
 }
 
-fn kind_of(mode: i32) -> EntryKind {
+pub(super) fn kind_of(mode: i32) -> EntryKind {
     match mode & 0o170000 {
         0o040000 => EntryKind::Dir,
         0o120000 => EntryKind::Symlink,
@@ -79,13 +79,18 @@ impl CommitTree {
             .find_commit(oid)
             .and_then(|c| c.tree())
             .map(|t| t.id())
-            .with_context(|| format!("reading the tree of commit {commit} in {}", clone.display()))?;
+            .with_context(|| {
+                format!("reading the tree of commit {commit} in {}", clone.display())
+            })?;
         Ok(CommitTree { repo, root })
     }
 
     /// The commit's `modules` entry.
     pub fn modules(&self) -> Result<ModulesDir> {
-        let root = self.repo.find_tree(self.root).context("reading the root tree")?;
+        let root = self
+            .repo
+            .find_tree(self.root)
+            .context("reading the root tree")?;
         let Some(entry) = root.get_name("modules") else {
             return Ok(ModulesDir::Missing);
         };
