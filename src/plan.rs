@@ -375,6 +375,7 @@ pub fn plan_sides(
                 }
             }
         }
+        let available = repo_index.as_ref().map(|m| m.version.to_string());
         // A plan holds no whole JSON documents (10,000 modules would be tens of megabytes),
         // and the repository's index only of the modules it installs.
         if action != Action::Install {
@@ -391,7 +392,7 @@ pub fn plan_sides(
             decision,
             action,
             installed: installed_index.as_ref().map(|m| m.version.to_string()),
-            available: repo_index.as_ref().map(|m| m.version.to_string()),
+            available,
             error,
             repo_dir,
             repo_index,
