@@ -101,7 +101,9 @@ pub fn scan(cache: &Path, clone: &Path, commit: &str, installed_modules: &Path) 
         })
     };
     installed.present = crate::fs::exists_no_follow(installed_modules);
-    dirty |= misses > 0 || hits != old.installed.len() || stamps.len() != hits;
+    // Rewritten when some file whose stat data can be cached is not cached yet. A file changed
+    // in the last few seconds cannot be: writing the cache for it would gain nothing.
+    dirty |= stamps.len() != hits;
     log::debug!(
         "index cache: {hits} installed indexes unchanged, {misses} read; {repo_misses} repository indexes read"
     );
