@@ -135,6 +135,9 @@ pub fn scan(cache: &Path, clone: &Path, commit: &str, installed_modules: &Path) 
     Ok(Sides { repo, installed })
 }
 
+/// The repository side, the `modules` tree id, and (name, tree id) of each module.
+type RepoScan = (Side, Option<String>, Vec<(String, String)>);
+
 /// How many seconds before a scan a file must have last changed for its stat data to be
 /// cached (more than the coarsest file timestamp granularity in use, 2 s on FAT).
 const RACY_SECS: i64 = 3;
@@ -147,7 +150,7 @@ fn repo_side(
     repo_modules: &Path,
     old: &CacheFile,
     misses: &mut usize,
-) -> Result<(Side, Option<String>, Vec<(String, String)>)> {
+) -> Result<RepoScan> {
     let tree = CommitTree::open(clone, commit)?;
     let (id, entries) = match tree.modules()? {
         ModulesDir::Missing => return Ok((Side::default(), None, Vec::new())),
