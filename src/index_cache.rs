@@ -4,7 +4,7 @@
 //! - The repository side is read from the synced commit's tree objects (`git::CommitTree`),
 //!   never from the clone's work tree. It is a pure function of the `modules` tree id: when
 //!   that is unchanged, the whole side comes from the cache; else each module whose subtree id
-//!   (or `index.json` blob id) is unchanged does.
+//!   is unchanged does, and the others are read from their blobs.
 //! - The installed side is trusted per module only when its `index.json`'s stat data (device,
 //!   inode, size, mtime and ctime to the nanosecond, as git's index keeps them) match the
 //!   cached ones. Stat data are cached only for a file last changed a few seconds before the
@@ -14,7 +14,8 @@
 //!
 //! A missing, unreadable or corrupt cache, or one of another format or made for other paths,
 //! is ignored and rebuilt; the cache is rewritten (atomically) only when something in it
-//! changed. Failing to write it is a warning, never a failed run.
+//! changed (a file too recently changed to be cached does not count). Failing to write it is
+//! a warning, never a failed run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
