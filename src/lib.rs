@@ -24,6 +24,7 @@ pub mod git;
 pub mod global_index;
 pub mod groups;
 pub mod hooks;
+pub mod index_cache;
 pub mod journal;
 pub mod layout;
 pub mod legacy;

@@ -69,7 +69,8 @@ pub fn installed(modules_dir: &Path) -> Result<Vec<(String, Result<ModuleIndex>)
     Ok(out)
 }
 
-/// A module's parsed `index.json`. The raw document is kept so rewrites keep every key.
+/// A module's parsed `index.json`. The raw document is kept so rewrites keep every key (but
+/// in a plan, see [`ModuleIndex::slim`]).
 #[derive(Debug, Clone)]
 pub struct ModuleIndex {
     pub path: PathBuf,
@@ -100,6 +101,8 @@ pub struct ModuleIndex {
     pub service_name: Option<String>,
     /// Non-fatal problems (a bad priority, say), each naming the file.
     pub warnings: Vec<String>,
+    /// Whether `doc` was cut down to what a plan reads ([`ModuleIndex::slim`]).
+    pub slim: bool,
 }
 
 impl ModuleIndex {
@@ -135,9 +138,45 @@ impl ModuleIndex {
         let mut bytes = Vec::with_capacity(meta.len() as usize);
         file.read_to_end(&mut bytes)
             .with_context(|| format!("reading {}", path.display()))?;
+        Self::from_bytes(&path, bytes)
+    }
+
+    /// Parses the bytes of the file `path` (read from a file or from a git blob), with the
+    /// same errors as [`ModuleIndex::load`].
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<ModuleIndex> {
+        if bytes.len() as u64 > MAX_INDEX_BYTES {
+            bail!("{} is larger than {MAX_INDEX_BYTES} bytes", path.display());
+        }
         let text =
             String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
-        Self::parse(&path, &text)
+        Self::parse(path, &text)
+    }
+
+    /// The keys of `metadata` a plan reads from the raw document (the fleet rules); a plan
+    /// keeps only these ([`ModuleIndex::slim`]).
+    pub const PLAN_KEYS: &'static [&'static str] = &["rollout", "targets"];
+
+    /// Drops the raw document but for `metadata`'s [`ModuleIndex::PLAN_KEYS`], so that a plan
+    /// of 10,000 modules does not hold 10,000 JSON documents. A slim index refuses to be
+    /// written back ([`ModuleIndex::set_enabled`]); read the file again to rewrite it.
+    pub fn slim(&mut self) {
+        if self.slim {
+            return;
+        }
+        let mut meta = Map::new();
+        if let Some(Value::Object(m)) = self.doc.get_mut("metadata") {
+            for key in Self::PLAN_KEYS {
+                if let Some(v) = m.remove(*key) {
+                    meta.insert((*key).to_string(), v);
+                }
+            }
+        }
+        let mut doc = Map::new();
+        if !meta.is_empty() {
+            doc.insert("metadata".into(), Value::Object(meta));
+        }
+        self.doc = doc;
+        self.slim = true;
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<ModuleIndex> {
@@ -273,6 +312,7 @@ impl ModuleIndex {
             group_order,
             service_name,
             warnings,
+            slim: false,
         })
     }
 
@@ -292,6 +332,12 @@ impl ModuleIndex {
 
     /// Sets `metadata.enabled` and rewrites the file atomically, keeping every other key.
     pub fn set_enabled(&mut self, enabled: bool) -> Result<()> {
+        if self.slim {
+            bail!(
+                "{}: refusing to rewrite it from a plan's cut-down copy",
+                self.path.display()
+            );
+        }
         if let Some(Value::Object(meta)) = self.doc.get_mut("metadata") {
             meta.insert("enabled".into(), Value::Bool(enabled));
         }

@@ -67,7 +67,9 @@ pub struct ModulePlan {
     pub available: Option<String>,
     /// Why the module is invalid.
     pub error: Option<String>,
-    /// The repository copy's directory and index, when readable.
+    /// The repository copy's directory, and its index when readable and the module is to be
+    /// installed (action `Install`; None otherwise, so a plan of 10,000 up-to-date modules
+    /// holds one index per module). Both indexes are slim ([`ModuleIndex::slim`]).
     pub repo_dir: Option<PathBuf>,
     pub repo_index: Option<ModuleIndex>,
     /// The installed copy's index, when readable.
@@ -116,38 +118,81 @@ pub struct PlanOptions {
     /// This machine, for `metadata.rollout` and `metadata.targets` (`fleet`); `None`: every
     /// version is taken (no fleet rules applied).
     pub machine: Option<crate::fleet::Machine>,
+    /// When set (`MachineChoices::repository_disabled`), every installed copy that says
+    /// `enabled: false` and is not listed here is held too, as `MachineChoices::holds` would
+    /// say, decided from the plan's own scan instead of reading every index once more.
+    pub repository_disabled: Option<BTreeSet<String>>,
 }
 
-/// One side's scan of a `modules/` directory.
-struct Side {
+/// One side's scan of a `modules/` directory (the clone's, read from the commit's trees by
+/// `index_cache`, or the install root's).
+#[derive(Debug, Default)]
+pub struct Side {
     /// name → the module index, or why it cannot be read.
-    modules: BTreeMap<String, std::result::Result<ModuleIndex, String>>,
+    pub modules: BTreeMap<String, std::result::Result<ModuleIndex, String>>,
     /// Entries with names that are not module names: (shown name, reason).
-    bad_names: Vec<(String, String)>,
-    warnings: Vec<String>,
+    pub bad_names: Vec<(String, String)>,
+    pub warnings: Vec<String>,
+    /// Whether the `modules/` directory exists at all (the prune guard's question).
+    pub present: bool,
+}
+
+/// One entry of a `modules/` listing, as the directory (or the commit's tree) has it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: std::ffi::OsString,
+    pub is_dir: bool,
+    pub is_symlink: bool,
+}
+
+/// Lists the directory `dir` (entry types from the listing itself: no stat per module); a
+/// missing directory lists nothing.
+pub fn list_modules_dir(dir: &Path) -> Result<Vec<Listed>> {
+    match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("listing {}", dir.display())),
+        Ok(rd) => rd
+            .map(|e| {
+                e.map(|e| {
+                    let t = e.file_type().ok();
+                    Listed {
+                        name: e.file_name(),
+                        is_dir: t.is_some_and(|t| t.is_dir()),
+                        is_symlink: t.is_some_and(|t| t.is_symlink()),
+                    }
+                })
+            })
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("listing {}", dir.display())),
+    }
 }
 
 fn scan(dir: &Path, check_trees: bool) -> Result<Side> {
-    let mut side = Side {
-        modules: BTreeMap::new(),
-        bad_names: Vec::new(),
-        warnings: Vec::new(),
-    };
-    // Entry types come from the directory listing itself (no stat per module).
-    let mut entries: Vec<(std::ffi::OsString, Option<std::fs::FileType>)> =
-        match std::fs::read_dir(dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
-            Ok(rd) => rd
-                .map(|e| e.map(|e| (e.file_name(), e.file_type().ok())))
-                .collect::<std::io::Result<_>>()
-                .with_context(|| format!("listing {}", dir.display()))?,
-        };
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    for (os_name, file_type) in entries {
+    let entries = list_modules_dir(dir)?;
+    let mut side = scan_entries(dir, entries, check_trees, |_, path| ModuleIndex::load(path));
+    side.present = fs::exists_no_follow(dir);
+    Ok(side)
+}
+
+/// Sorts out the entries of the `modules/` directory `dir`: names that are not module names
+/// (invalid rows), entries that are not directories (warnings), and every module with its
+/// index as `load(name, module dir)` reads it. `check_trees`: a module that is not a real
+/// directory is invalid (the repository side). `present` is left false.
+pub fn scan_entries(
+    dir: &Path,
+    mut entries: Vec<Listed>,
+    check_trees: bool,
+    mut load: impl FnMut(&str, &Path) -> Result<ModuleIndex>,
+) -> Side {
+    let mut side = Side::default();
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    for Listed {
+        name: os_name,
+        is_dir,
+        is_symlink,
+    } in entries
+    {
         let path = dir.join(&os_name);
-        let is_dir = file_type.is_some_and(|t| t.is_dir());
-        let is_symlink = file_type.is_some_and(|t| t.is_symlink());
         let name = match os_name.to_str() {
             Some(n) if module::valid_name(n) => n.to_string(),
             _ => {
@@ -181,7 +226,7 @@ fn scan(dir: &Path, check_trees: bool) -> Result<Side> {
             if check_trees && !is_dir {
                 anyhow::bail!("{} is not a directory (a symlink?)", path.display());
             }
-            ModuleIndex::load(&path)
+            load(&name, &path)
         })()
         .map_err(|e| format!("{e:#}"));
         if let Ok(index) = &result {
@@ -189,7 +234,7 @@ fn scan(dir: &Path, check_trees: bool) -> Result<Side> {
         }
         side.modules.insert(name, result);
     }
-    Ok(side)
+    side
 }
 
 /// Decides every module. `repo_modules` is `<clone>/modules`, `installed_modules` is
@@ -212,13 +257,50 @@ pub fn plan_with(
             .map(|m| m.is_dir())
             .unwrap_or(false)
     {
-        anyhow::bail!(
-            "{} is not a directory (a symlink?); refusing to read modules through it",
-            repo_modules.display()
-        );
+        anyhow::bail!("{}", not_a_directory(repo_modules));
     }
     let repo = scan(repo_modules, true)?;
-    let mut installed = scan(installed_modules, false)?;
+    let installed = scan(installed_modules, false)?;
+    let mut plan = plan_sides(repo, installed, repo_modules, overrides, opts)?;
+    check_installables(&mut plan);
+    Ok(plan)
+}
+
+/// Why a `modules` that is not a directory is refused.
+pub fn not_a_directory(repo_modules: &Path) -> String {
+    format!(
+        "{} is not a directory (a symlink?); refusing to read modules through it",
+        repo_modules.display()
+    )
+}
+
+/// Decides every module from two scanned sides (`repo_modules` names where the repository's
+/// copies are). The deep checks of the modules to install read their trees, so they are a
+/// separate step: [`check_installables`], once the clone's work tree is known to be exact.
+pub fn plan_sides(
+    repo: Side,
+    mut installed: Side,
+    repo_modules: &Path,
+    overrides: &BTreeMap<String, Option<PathBuf>>,
+    opts: PlanOptions,
+) -> Result<Plan> {
+    let Side {
+        modules: mut repo_side,
+        bad_names: repo_bad_names,
+        warnings: repo_warnings,
+        present: repo_present,
+    } = repo;
+    // Installed copies saying `enabled: false` that the repository did not ship so: held.
+    let mut holds = opts.holds.clone();
+    if let Some(repository_disabled) = &opts.repository_disabled {
+        for (name, m) in &installed.modules {
+            if let Ok(m) = m {
+                if !m.enabled && !repository_disabled.contains(name) {
+                    holds.insert(name.clone());
+                }
+            }
+        }
+    }
     for (name, at) in overrides {
         match at {
             Some(dir) => {
@@ -231,47 +313,54 @@ pub fn plan_with(
         }
     }
     let mut plan = Plan::default();
-    plan.warnings.extend(repo.warnings.iter().cloned());
-    plan.warnings.extend(installed.warnings.iter().cloned());
+    plan.warnings.extend(repo_warnings);
+    plan.warnings.append(&mut installed.warnings);
 
-    let known: BTreeSet<&str> = repo
-        .modules
-        .keys()
-        .chain(installed.modules.keys())
-        .map(String::as_str)
-        .collect();
-    let dep_errors = dependency_errors(&repo.modules, &known);
+    // Both sides' names, in order: a merge of two sorted key lists (no set of 20,000 inserts).
+    let names: Vec<String> = {
+        let mut out = Vec::with_capacity(repo_side.len().max(installed.modules.len()));
+        let (mut a, mut b) = (
+            repo_side.keys().peekable(),
+            installed.modules.keys().peekable(),
+        );
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x < y => a.next(),
+                (Some(x), Some(y)) if x > y => b.next(),
+                (Some(_), Some(_)) => {
+                    b.next();
+                    a.next()
+                }
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => break,
+            };
+            out.extend(next.cloned());
+        }
+        out
+    };
+    let dep_errors = dependency_errors(&repo_side, &names);
 
-    let names: BTreeSet<&String> = repo
-        .modules
-        .keys()
-        .chain(installed.modules.keys())
-        .collect();
-    for name in names {
-        let r = repo.modules.get(name);
-        let i = installed.modules.get(name);
-        let mut row = ModulePlan {
-            name: name.clone(),
-            decision: Decision::Invalid,
-            action: Action::Nothing,
-            installed: i
-                .and_then(|x| x.as_ref().ok())
-                .map(|m| m.version.to_string()),
-            available: r
-                .and_then(|x| x.as_ref().ok())
-                .map(|m| m.version.to_string()),
-            error: None,
-            repo_dir: r.map(|_| repo_modules.join(name)),
-            repo_index: r.and_then(|x| x.as_ref().ok()).cloned(),
-            installed_index: i.and_then(|x| x.as_ref().ok()).cloned(),
-            rollout: None,
-        };
-        let held = opts.holds.contains(name.as_str());
-        let (mut decision, mut action, mut error) =
-            decide(r, i, dep_errors.get(name.as_str()), held, &opts);
+    plan.modules
+        .reserve_exact(names.len() + repo_bad_names.len() + installed.bad_names.len());
+    for name in &names {
+        let r = repo_side.remove(name);
+        let i = installed.modules.remove(name);
+        let held = holds.contains(name.as_str());
+        let (mut decision, mut action, mut error) = decide(
+            r.as_ref(),
+            i.as_ref(),
+            dep_errors.get(name.as_str()),
+            held,
+            &opts,
+        );
+        let repo_dir = r.as_ref().map(|_| repo_modules.join(name));
+        let mut repo_index = r.and_then(Result::ok);
+        let mut installed_index = i.and_then(Result::ok);
+        let mut rollout = None;
         // The fleet rules (targets, then rollout) of the version that would be installed; a bad
         // value makes the module invalid whatever the decision.
-        if let (Some(machine), Some(idx)) = (&opts.machine, row.repo_index.as_ref()) {
+        if let (Some(machine), Some(idx)) = (&opts.machine, repo_index.as_ref()) {
             if !matches!(decision, Decision::Invalid | Decision::Held) {
                 let meta = idx.doc.get("metadata").and_then(|m| m.as_object());
                 let verdict = match meta {
@@ -296,26 +385,37 @@ pub fn plan_with(
                     }
                     Ok(crate::fleet::Verdict::Deferred { bucket, percent }) => {
                         (decision, action) = (Decision::Deferred, Action::Nothing);
-                        row.rollout = Some((bucket, percent));
+                        rollout = Some((bucket, percent));
                     }
                 }
             }
         }
-        // The whole tree is validated only for modules that would be copied and run: that is
-        // where an escaping symlink or a missing entry could do harm, and it keeps a no-op
-        // check from walking every file of every module.
-        if action == Action::Install {
-            if let Err(e) = check_installable(&repo_modules.join(name), row.repo_index.as_ref()) {
-                (decision, action, error) =
-                    (Decision::Invalid, Action::Nothing, Some(format!("{e:#}")));
-            }
+        let available = repo_index.as_ref().map(|m| m.version.to_string());
+        // A plan holds no whole JSON documents (10,000 modules would be tens of megabytes),
+        // and the repository's index only of the modules it installs.
+        if action != Action::Install {
+            repo_index = None;
         }
-        row.decision = decision;
-        row.action = action;
-        row.error = error;
-        plan.modules.push(row);
+        if let Some(idx) = repo_index.as_mut() {
+            idx.slim();
+        }
+        if let Some(idx) = installed_index.as_mut() {
+            idx.slim();
+        }
+        plan.modules.push(ModulePlan {
+            name: name.clone(),
+            decision,
+            action,
+            installed: installed_index.as_ref().map(|m| m.version.to_string()),
+            available,
+            error,
+            repo_dir,
+            repo_index,
+            installed_index,
+            rollout,
+        });
     }
-    for (name, reason) in repo.bad_names.into_iter().chain(installed.bad_names) {
+    for (name, reason) in repo_bad_names.into_iter().chain(installed.bad_names) {
         plan.modules.push(ModulePlan {
             name,
             decision: Decision::Invalid,
@@ -331,16 +431,36 @@ pub fn plan_with(
     }
     plan.modules.sort_by(|a, b| a.name.cmp(&b.name));
     if opts.prune && !opts.force {
-        prune_guard(repo_modules, &plan)?;
+        prune_guard(repo_present, repo_modules, &plan)?;
     }
     Ok(plan)
+}
+
+/// The whole tree is validated only for modules that would be copied and run: that is where an
+/// escaping symlink or a missing entry could do harm, and it keeps a no-op check from walking
+/// every file of every module. Reads the work tree at each row's `repo_dir`: call it only once
+/// that is known to be exactly the commit planned from.
+pub fn check_installables(plan: &mut Plan) {
+    for row in plan.modules.iter_mut() {
+        if row.action != Action::Install {
+            continue;
+        }
+        let Some(dir) = row.repo_dir.as_ref() else {
+            continue;
+        };
+        if let Err(e) = check_installable(dir, row.repo_index.as_ref()) {
+            row.decision = Decision::Invalid;
+            row.action = Action::Nothing;
+            row.error = Some(format!("{e:#}"));
+        }
+    }
 }
 
 /// Refuses a `--prune` that looks like a mistake rather than an intent: the repository has no
 /// `modules/` at all (a wrong URL or branch, an emptied checkout), or pruning would remove more
 /// than half of the installed modules. `--force` overrides it. The plan is refused as a whole,
 /// so nothing changes.
-fn prune_guard(repo_modules: &Path, plan: &Plan) -> Result<()> {
+fn prune_guard(repo_present: bool, repo_modules: &Path, plan: &Plan) -> Result<()> {
     let removing = plan
         .modules
         .iter()
@@ -349,7 +469,7 @@ fn prune_guard(repo_modules: &Path, plan: &Plan) -> Result<()> {
     if removing == 0 {
         return Ok(());
     }
-    if !fs::exists_no_follow(repo_modules) {
+    if !repo_present {
         anyhow::bail!(
             "refusing --prune: the repository has no modules/ directory ({} is missing), so it would remove all {removing} installed modules; check --repo-url and --branch, or pass --prune --force",
             repo_modules.display()
@@ -435,9 +555,10 @@ fn decide(
 }
 
 /// Unknown dependencies and cycles among the repository's modules, as an error per module.
+/// `known`: every module name of both sides, sorted.
 fn dependency_errors(
     modules: &BTreeMap<String, Scanned>,
-    known: &BTreeSet<&str>,
+    known: &[String],
 ) -> BTreeMap<String, String> {
     let mut errors = BTreeMap::new();
     let deps: BTreeMap<&str, &[String]> = modules
@@ -452,7 +573,7 @@ fn dependency_errors(
         let unknown: Vec<&str> = ds
             .iter()
             .map(String::as_str)
-            .filter(|d| !known.contains(d))
+            .filter(|d| known.binary_search_by(|k| k.as_str().cmp(d)).is_err())
             .collect();
         if !unknown.is_empty() {
             errors.insert(
@@ -629,6 +750,7 @@ mod tests {
                 force: false,
                 holds,
                 machine: None,
+                repository_disabled: None,
             },
         )
         .unwrap();

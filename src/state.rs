@@ -36,6 +36,9 @@ pub struct State {
     pub modules: BTreeMap<String, ModuleState>,
     #[serde(skip)]
     path: PathBuf,
+    /// Read by [`State::load_head`]: `modules` was not read, so the state cannot be saved.
+    #[serde(skip)]
+    head_only: bool,
 }
 
 impl State {
@@ -61,7 +64,72 @@ impl State {
         Ok(state)
     }
 
+    /// [`State::load`] without the per-module results (`modules` is left empty): what a check
+    /// needs (the last commit, the updates-available figure), without reading the results of
+    /// 10,000 modules. Such a state cannot be saved; [`State::set_updates_available`] writes
+    /// that figure.
+    pub fn load_head(path: &Path) -> Result<State> {
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(default)]
+            last_commit: Option<String>,
+            #[serde(default)]
+            last_run: Option<String>,
+            #[serde(default)]
+            updates_available: Option<usize>,
+            #[serde(default, rename = "modules")]
+            _modules: serde::de::IgnoredAny,
+        }
+        let text = match std::fs::read_to_string(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(State {
+                    path: path.to_path_buf(),
+                    ..State::default()
+                })
+            }
+            other => other.with_context(|| format!("reading {}", path.display()))?,
+        };
+        let parsed = (|| -> Result<State> {
+            if !text.trim_start().starts_with('{') {
+                anyhow::bail!("expected a JSON object");
+            }
+            let head: Head = serde_json::from_str(&text)?;
+            let state = State {
+                last_commit: head.last_commit,
+                last_run: head.last_run,
+                updates_available: head.updates_available,
+                ..State::default()
+            };
+            check_commit(&state)?;
+            Ok(state)
+        })()
+        .with_context(|| {
+            format!(
+                "{} is not a valid state file (remove it to start afresh)",
+                path.display()
+            )
+        })?;
+        Ok(State {
+            path: path.to_path_buf(),
+            head_only: true,
+            ..parsed
+        })
+    }
+
+    /// Sets `updates_available` in the state file at `path` (read whole, then rewritten).
+    pub fn set_updates_available(path: &Path, available: Option<usize>) -> Result<()> {
+        let mut state = State::load(path)?;
+        state.updates_available = available;
+        state.save()
+    }
+
     pub fn save(&self) -> Result<()> {
+        if self.head_only {
+            anyhow::bail!(
+                "{}: refusing to save a state read without its module results",
+                self.path.display()
+            );
+        }
         let value = serde_json::to_value(self)
             .with_context(|| format!("serializing {}", self.path.display()))?;
         fs::write_json_atomic(&self.path, &value)
@@ -82,18 +150,25 @@ impl State {
 
 /// Parses state text: an object whose `last_commit`, if any, is a commit id.
 fn parse(text: &str) -> Result<State> {
-    let value: serde_json::Value = serde_json::from_str(text)?;
-    if !value.is_object() {
+    // Straight into the typed struct (no intermediate `Value`: a state file of 10,000 modules
+    // would be held twice).
+    if !text.trim_start().starts_with('{') {
         anyhow::bail!("expected a JSON object");
     }
-    let state: State = serde_json::from_value(value)?;
+    let state: State = serde_json::from_str(text)?;
+    check_commit(&state)?;
+    Ok(state)
+}
+
+/// `last_commit`, if any, is a commit id.
+fn check_commit(state: &State) -> Result<()> {
     if let Some(c) = &state.last_commit {
         let hex = c.len() == 40 || c.len() == 64;
         if !hex || !c.bytes().all(|b| b.is_ascii_hexdigit()) {
             anyhow::bail!("last_commit {c:?} is not a commit id");
         }
     }
-    Ok(state)
+    Ok(())
 }
 
 #[cfg(test)]

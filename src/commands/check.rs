@@ -47,10 +47,18 @@ pub(crate) fn check_in(
     gate: Gate<'_>,
 ) -> Result<ExitStatus> {
     let installed = GlobalIndex::load(&layout.index())?;
-    let mut state = State::load(&layout.state_file())?;
+    // The per-module results are not needed here (10,000 of them would be read for nothing).
+    let state = State::load_head(&layout.state_file())?;
     let choices = crate::preserve::MachineChoices::load(layout)?;
     let settings = RepoSettings::resolve(cfg, layout, installed.as_ref());
-    let (synced, mut plan) = sync_and_plan(cfg, &settings, layout, &state, choices.holds(layout)?)?;
+    // The plan works the holds out from its own scan (no second read of every index).
+    let (synced, mut plan) = sync_and_plan(
+        cfg,
+        &settings,
+        layout,
+        &state,
+        super::repo::Holds::Choices(choices),
+    )?;
     let framework = crate::framework::step(
         layout,
         &synced.path,
@@ -87,8 +95,7 @@ pub(crate) fn check_in(
     }
     let available = Some(plan.to_apply().count() + plan.content_updates);
     if state.updates_available != available {
-        state.updates_available = available;
-        state.save()?;
+        State::set_updates_available(&layout.state_file(), available)?;
     }
     let status = if plan.invalid_count() > 0 {
         log::error!("{} modules are invalid", plan.invalid_count());

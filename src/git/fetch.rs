@@ -196,7 +196,7 @@ fn check_and_reset(
             }
         }
     }
-    reset_to(repo, &branch, &tracking, tip).map_err(|e| {
+    let worktree_verified = reset_to(repo, &branch, &tracking, tip).map_err(|e| {
         SyncFailure::Local(e.context(format!("resetting {} to {tip}", local.display())))
     })?;
     Ok(SyncedRepo {
@@ -205,38 +205,39 @@ fn check_and_reset(
         branch,
         commit: tip.to_string(),
         fetched,
+        worktree_verified,
     })
 }
 
 /// Points the tracking ref and a local branch at `tip`, and forces the work tree to match it
-/// exactly: stray edits are undone, untracked and ignored files removed.
-fn reset_to(repo: &Repository, branch: &str, tracking: &str, tip: Oid) -> Result<()> {
+/// exactly: stray edits are undone, untracked and ignored files removed. Returns whether the
+/// whole work tree is known to match; false only on the no-op fast path, where everything but
+/// `modules/` was checked (see [`verify_worktree`]).
+fn reset_to(repo: &Repository, branch: &str, tracking: &str, tip: Oid) -> Result<bool> {
     let local_ref = format!("refs/heads/{branch}");
-    // The common no-op: HEAD already at the tip. One status walk (stat only, against the
-    // index's cache) proves the work tree is exactly the commit; only then is the reset skipped.
+    // The common no-op: HEAD already at the tip. Everything outside `modules/` (the framework
+    // files, the global index: a handful of entries) is checked here with a status walk limited
+    // to them; `modules/` is planned from the commit's tree objects and checked only before
+    // anything is copied from it (`verify_worktree`), so a no-op does not stat every file of
+    // every module.
     let at_tip = repo
         .head()
         .ok()
         .filter(|h| h.name().ok() == Some(local_ref.as_str()))
         .and_then(|h| h.target())
         == Some(tip);
-    if at_tip && repo.find_reference(tracking).ok().and_then(|r| r.target()) == Some(tip) {
-        let mut so = git2::StatusOptions::new();
-        so.include_untracked(true)
-            .include_ignored(true)
-            .recurse_untracked_dirs(false)
-            .exclude_submodules(true)
-            // A copied clone (restored backup, cloned SD card) has a stale stat cache: write
-            // the refreshed one so later runs do not re-hash every file.
-            .update_index(true);
-        let clean = repo
-            .statuses(Some(&mut so))
-            .map(|st| st.is_empty())
-            .unwrap_or(false);
-        if clean {
-            return Ok(());
-        }
+    if at_tip
+        && repo.find_reference(tracking).ok().and_then(|r| r.target()) == Some(tip)
+        && root_is_clean(repo, tip).unwrap_or(false)
+    {
+        return Ok(false);
     }
+    force_reset(repo, branch, tracking, tip)?;
+    Ok(true)
+}
+
+fn force_reset(repo: &Repository, branch: &str, tracking: &str, tip: Oid) -> Result<()> {
+    let local_ref = format!("refs/heads/{branch}");
     let commit = repo
         .find_commit(tip)
         .context("finding the fetched commit")?;
@@ -250,6 +251,102 @@ fn reset_to(repo: &Repository, branch: &str, tracking: &str, tip: Oid) -> Result
     repo.reset(commit.as_object(), ResetType::Hard, Some(&mut co))
         .context("checking out the work tree")?;
     clean_untracked(repo)
+}
+
+/// Whether the work tree outside `modules/` is exactly `tip`'s: every directory holds exactly
+/// the names its tree has (no untracked or ignored file), and every file has its blob's id,
+/// executable bit and kind. Compares against the commit's objects directly, without loading
+/// the clone's index (which lists every file of every module).
+fn root_is_clean(repo: &Repository, tip: Oid) -> Result<bool> {
+    let Some(workdir) = repo.workdir() else {
+        return Ok(false);
+    };
+    let tree = repo.find_commit(tip)?.tree()?;
+    dir_matches(repo, &tree, workdir, true)
+}
+
+fn dir_matches(repo: &Repository, tree: &git2::Tree<'_>, dir: &Path, top: bool) -> Result<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    let names: std::collections::BTreeSet<Vec<u8>> =
+        tree.iter().map(|e| e.name_bytes().to_vec()).collect();
+    for name in fs::list_dir(dir)? {
+        let name = name.as_bytes();
+        if top && name == b".git" {
+            continue;
+        }
+        if !names.contains(name) {
+            return Ok(false);
+        }
+    }
+    for entry in tree.iter() {
+        let name = entry.name_bytes();
+        if top && name == b"modules" {
+            continue;
+        }
+        let path = dir.join(std::ffi::OsStr::from_bytes(name));
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            return Ok(false);
+        };
+        let same = match super::tree::kind_of(entry.filemode()) {
+            super::EntryKind::Dir => {
+                meta.is_dir() && dir_matches(repo, &repo.find_tree(entry.id())?, &path, false)?
+            }
+            super::EntryKind::Submodule => meta.is_dir(),
+            super::EntryKind::File => {
+                let exec = entry.filemode() & 0o111 != 0;
+                meta.is_file()
+                    && (meta.permissions().mode() & 0o111 != 0) == exec
+                    && Oid::hash_file(git2::ObjectType::Blob, &path)? == entry.id()
+            }
+            super::EntryKind::Symlink => {
+                meta.is_symlink()
+                    && std::fs::read_link(&path)?.as_os_str().as_bytes()
+                        == repo.find_blob(entry.id())?.content()
+            }
+        };
+        if !same {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Makes sure the whole work tree of a synced clone is exactly its commit, as [`sync`] does
+/// when it moves the clone: one status walk (stat only, against the index's cache), and the
+/// hard reset and clean when it finds anything. Called before anything is copied from
+/// `modules/` after a no-op sync left it unchecked (`SyncedRepo::worktree_verified`).
+pub fn verify_worktree(synced: &mut SyncedRepo) -> Result<()> {
+    if synced.worktree_verified {
+        return Ok(());
+    }
+    let repo = Repository::open(&synced.path)
+        .with_context(|| format!("opening the clone {}", synced.path.display()))?;
+    let tip = Oid::from_str(&synced.commit).context("reading the synced commit id")?;
+    let mut so = git2::StatusOptions::new();
+    so.include_untracked(true)
+        .include_ignored(true)
+        .recurse_untracked_dirs(false)
+        .exclude_submodules(true)
+        // A copied clone (restored backup, cloned SD card) has a stale stat cache: write
+        // the refreshed one so later runs do not re-hash every file.
+        .update_index(true);
+    let clean = repo
+        .statuses(Some(&mut so))
+        .map(|st| st.is_empty())
+        .unwrap_or(false);
+    if !clean {
+        log::debug!(
+            "the work tree of {} differs from {}: resetting it",
+            synced.path.display(),
+            synced.commit
+        );
+        let tracking = format!("refs/remotes/{REMOTE}/{}", synced.branch);
+        force_reset(&repo, &synced.branch, &tracking, tip)
+            .with_context(|| format!("resetting {} to {tip}", synced.path.display()))?;
+    }
+    synced.worktree_verified = true;
+    Ok(())
 }
 
 /// `git clean -ffdx`: removes untracked and ignored files and directories, so nothing that is

@@ -197,7 +197,12 @@ fn schema_bump_switches_every_framework_file_and_keeps_the_old_one_as_backup() {
     // A third run: up to date, nothing in the root changes.
     let before = snapshot(
         root.path(),
-        &[".updater/repo", ".updater/state.json", ".updater/lock"],
+        &[
+            ".updater/repo",
+            ".updater/state.json",
+            ".updater/index-cache.json",
+            ".updater/lock",
+        ],
     );
     let out = sync(&root, &repo, &[]);
     assert_code(&out, 0);
@@ -208,7 +213,12 @@ fn schema_bump_switches_every_framework_file_and_keeps_the_old_one_as_backup() {
     );
     let after = snapshot(
         root.path(),
-        &[".updater/repo", ".updater/state.json", ".updater/lock"],
+        &[
+            ".updater/repo",
+            ".updater/state.json",
+            ".updater/index-cache.json",
+            ".updater/lock",
+        ],
     );
     assert_eq!(before, after);
 }
@@ -380,6 +390,7 @@ fn malicious_framework_entries_are_refused_and_nothing_installed_changes() {
             &[
                 ".updater/repo",
                 ".updater/state.json",
+                ".updater/index-cache.json",
                 ".updater/lock",
                 ".updater/logs",
             ],
@@ -637,7 +648,12 @@ fn a_kill_at_every_framework_step_is_repaired_to_a_whole_framework() {
             cmd.arg("check");
             let before_check = snapshot(
                 root.path(),
-                &[".updater/repo", ".updater/state.json", ".updater/lock"],
+                &[
+                    ".updater/repo",
+                    ".updater/state.json",
+                    ".updater/index-cache.json",
+                    ".updater/lock",
+                ],
             );
             let out = run(cmd);
             if journal.exists() {
@@ -650,7 +666,12 @@ fn a_kill_at_every_framework_step_is_repaired_to_a_whole_framework() {
             assert_eq!(
                 snapshot(
                     root.path(),
-                    &[".updater/repo", ".updater/state.json", ".updater/lock"]
+                    &[
+                        ".updater/repo",
+                        ".updater/state.json",
+                        ".updater/index-cache.json",
+                        ".updater/lock"
+                    ]
                 ),
                 before_check,
                 "{label}: check changed something"
@@ -848,6 +869,7 @@ fn the_earlier_symlink_layout_is_migrated_to_real_files_at_the_same_version() {
     let keep = [
         ".updater/repo",
         ".updater/state.json",
+        ".updater/index-cache.json",
         ".updater/lock",
         ".updater/logs",
     ];

@@ -10,6 +10,7 @@
 mod common;
 
 mod bundle;
+mod cache;
 mod check;
 mod core;
 mod crash;

@@ -1,0 +1,201 @@
+//! Integration tests for the index cache (`.updater/index-cache.json`) and the no-op fast path
+//! of a sync: the plan reads the commit's trees and trusts cached indexes only while their stat
+//! data match, and the clone's work tree is checked before anything is installed from it.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+use crate::common::*;
+use serde_json::{json, Value};
+
+fn check_json(root: &InstallRoot, repo: &UpdatesRepo) -> (Value, std::process::Output) {
+    let mut cmd = updater(root, repo);
+    cmd.args(["check", "--json"]);
+    let out = run(cmd);
+    (json_of(&out), out)
+}
+
+fn cache_file(root: &InstallRoot) -> std::path::PathBuf {
+    root.state_dir().join("index-cache.json")
+}
+
+fn read_cache(root: &InstallRoot) -> Value {
+    let text = fs::read_to_string(cache_file(root)).expect("the index cache exists");
+    serde_json::from_str(&text).expect("the index cache is JSON")
+}
+
+#[test]
+fn a_corrupt_or_missing_index_cache_is_ignored_and_rebuilt() {
+    let repo = UpdatesRepo::with_modules(3);
+    let root = InstallRoot::new();
+    root.install_module("m00", "1.0.0");
+    root.install_module("m01", "0.5.0");
+    let (first, out) = check_json(&root, &repo);
+    assert_code(&out, 0);
+    assert!(
+        read_cache(&root)["repo"]["m02"].is_object(),
+        "{}",
+        dump(&out)
+    );
+
+    for damage in [Some("{\"format\": 2, \"repo\": 7"), Some("garbage"), None] {
+        match damage {
+            Some(text) => fs::write(cache_file(&root), text).unwrap(),
+            None => fs::remove_file(cache_file(&root)).unwrap(),
+        }
+        let (doc, out) = check_json(&root, &repo);
+        assert_code(&out, 0);
+        assert_eq!(doc["modules"], first["modules"], "{}", dump(&out));
+        assert_eq!(decision(&doc, "m00"), "up_to_date");
+        assert_eq!(decision(&doc, "m01"), "update");
+        assert_eq!(decision(&doc, "m02"), "new");
+        let cache = read_cache(&root);
+        assert!(
+            cache["format"].is_u64(),
+            "rebuilt after {damage:?}: {cache:#}"
+        );
+        assert!(cache["repo"]["m01"].is_object(), "rebuilt: {cache:#}");
+    }
+}
+
+#[test]
+fn an_installed_index_edited_in_place_with_size_and_mtime_kept_is_noticed() {
+    let repo = UpdatesRepo::with_modules(1);
+    let root = InstallRoot::new();
+    root.install_module("m00", "1.0.0");
+    // Stat data are cached only for files changed a few seconds before the scan.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let (doc, out) = check_json(&root, &repo);
+    assert_code(&out, 0);
+    assert_eq!(decision(&doc, "m00"), "up_to_date");
+    let file = root.module_dir("m00").join("index.json");
+    let before = fs::metadata(&file).unwrap();
+    assert!(
+        read_cache(&root)["installed"]["m00"].is_object(),
+        "the installed index is cached: {:#}",
+        read_cache(&root)
+    );
+
+    // Same size, same inode, same mtime: only the ctime tells.
+    let text = fs::read_to_string(&file).unwrap();
+    let edited = text.replace("1.0.0", "0.9.9");
+    assert_eq!(edited.len(), text.len());
+    assert_ne!(edited, text);
+    fs::write(&file, edited).unwrap();
+    let stamp = format!("@{}.{:09}", before.mtime(), before.mtime_nsec());
+    let touched = Command::new("touch")
+        .args(["-m", "-d", &stamp])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    let after = fs::metadata(&file).unwrap();
+    assert_eq!(
+        (after.len(), after.ino(), after.mtime(), after.mtime_nsec()),
+        (
+            before.len(),
+            before.ino(),
+            before.mtime(),
+            before.mtime_nsec()
+        )
+    );
+
+    let (doc, out) = check_json(&root, &repo);
+    assert_code(&out, 0);
+    assert_eq!(decision(&doc, "m00"), "update", "{}", dump(&out));
+    assert_eq!(module_entry(&doc, "m00")["installed"], "0.9.9");
+}
+
+#[test]
+fn a_noop_check_decides_from_the_commit_not_from_edits_in_the_clone() {
+    let repo = UpdatesRepo::with_modules(2);
+    let root = InstallRoot::new();
+    assert_code(&sync(&root, &repo, &[]), 0);
+    let clone = root.clone_dir();
+    // An edit to a tracked index, and an untracked module, with the remote tip unchanged.
+    fs::write(
+        clone.join("modules/m00/index.json"),
+        to_json(&json!({"metadata": {"schema_version": "9.9.9"}})),
+    )
+    .unwrap();
+    fs::create_dir_all(clone.join("modules/ghost")).unwrap();
+    fs::write(
+        clone.join("modules/ghost/index.json"),
+        to_json(&json!({"metadata": {"schema_version": "1.0.0"}})),
+    )
+    .unwrap();
+
+    let (doc, out) = check_json(&root, &repo);
+    assert_code(&out, 0);
+    assert_eq!(decision(&doc, "m00"), "up_to_date", "{}", dump(&out));
+    assert_eq!(module_entry(&doc, "m00")["available"], "1.0.0");
+    assert_eq!(decision(&doc, "m01"), "up_to_date");
+    assert!(
+        doc["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["name"] != "ghost"),
+        "an untracked module leaked into the plan: {doc:#}"
+    );
+}
+
+#[test]
+fn a_tampered_clone_is_repaired_before_a_module_is_installed_from_it() {
+    let repo = UpdatesRepo::with_modules(2);
+    repo.write("modules/m01/data.txt", "the real data\n");
+    repo.commit("data");
+    let root = InstallRoot::new();
+    assert_code(&sync(&root, &repo, &[]), 0);
+    let clone = root.clone_dir();
+    // The installed m01 is gone (so the next sync installs it), and its copy in the clone was
+    // edited and grew an extra file, with the remote tip unchanged.
+    fs::remove_dir_all(root.module_dir("m01")).unwrap();
+    fs::write(clone.join("modules/m01/data.txt"), "tampered data\n").unwrap();
+    fs::write(clone.join("modules/m01/extra.sh"), "echo injected\n").unwrap();
+
+    let out = sync(&root, &repo, &[]);
+    assert_code(&out, 0);
+    let installed = root.module_dir("m01");
+    assert_eq!(
+        fs::read_to_string(installed.join("data.txt")).unwrap(),
+        "the real data\n",
+        "{}",
+        dump(&out)
+    );
+    assert!(
+        !installed.join("extra.sh").exists(),
+        "an untracked file of the clone was installed"
+    );
+    assert_eq!(
+        fs::read_to_string(clone.join("modules/m01/data.txt")).unwrap(),
+        "the real data\n",
+        "the clone was reset"
+    );
+    assert!(!clone.join("modules/m01/extra.sh").exists());
+}
+
+#[test]
+fn a_noop_check_repairs_the_clone_outside_modules() {
+    let repo = UpdatesRepo::with_modules(1);
+    let root = InstallRoot::new();
+    assert_code(&sync(&root, &repo, &[]), 0);
+    let clone = root.clone_dir();
+    let original = fs::read_to_string(clone.join("index.json")).unwrap();
+    fs::write(clone.join("index.json"), "garbage").unwrap();
+    fs::write(clone.join("stray.txt"), "untracked").unwrap();
+
+    let (_, out) = check_json(&root, &repo);
+    assert_code(&out, 0);
+    assert_eq!(
+        fs::read_to_string(clone.join("index.json")).unwrap(),
+        original,
+        "{}",
+        dump(&out)
+    );
+    assert!(
+        !clone.join("stray.txt").exists(),
+        "the untracked file stays"
+    );
+}
