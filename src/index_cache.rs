@@ -31,7 +31,7 @@ use crate::plan::{self, Listed, Side};
 use crate::version::Version;
 
 /// Bumped whenever what is cached changes meaning; another format is ignored.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// The cache file of a state directory (`.updater/`).
 pub fn cache_file(state_dir: &Path) -> PathBuf {
@@ -350,6 +350,15 @@ fn is_default_group_order(p: &i64) -> bool {
 fn default_group_order() -> i64 {
     crate::module::DEFAULT_GROUP_ORDER
 }
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+fn is_default_health_interval(t: &u64) -> bool {
+    *t == crate::module::DEFAULT_HEALTH_INTERVAL.as_secs()
+}
+fn default_health_interval() -> u64 {
+    crate::module::DEFAULT_HEALTH_INTERVAL.as_secs()
+}
 fn is_default_timeout(t: &u64) -> bool {
     *t == crate::module::DEFAULT_TIMEOUT.as_secs()
 }
@@ -384,6 +393,17 @@ struct Extra {
     entry: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     health: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prepare: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rollback: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    health_retries: u32,
+    #[serde(
+        default = "default_health_interval",
+        skip_serializing_if = "is_default_health_interval"
+    )]
+    health_interval_secs: u64,
     #[serde(
         default = "default_timeout",
         skip_serializing_if = "is_default_timeout"
@@ -412,6 +432,7 @@ impl Extra {
             enabled: true,
             priority: default_priority(),
             timeout_secs: default_timeout(),
+            health_interval_secs: default_health_interval(),
             group_order: default_group_order(),
             ..Extra::default()
         }
@@ -431,6 +452,10 @@ impl Cached {
             depends_on,
             entry,
             health,
+            prepare,
+            rollback,
+            health_retries,
+            health_interval,
             timeout,
             backup_paths,
             group,
@@ -452,6 +477,10 @@ impl Cached {
             depends_on: depends_on.clone(),
             entry: entry.clone(),
             health: health.clone(),
+            prepare: prepare.clone(),
+            rollback: rollback.clone(),
+            health_retries: *health_retries,
+            health_interval_secs: health_interval.as_secs(),
             timeout_secs: timeout.as_secs(),
             backup_paths: backup_paths.clone(),
             group: group.clone(),
@@ -482,6 +511,10 @@ impl Cached {
             depends_on: x.depends_on,
             entry: x.entry,
             health: x.health,
+            prepare: x.prepare,
+            rollback: x.rollback,
+            health_retries: x.health_retries,
+            health_interval: Duration::from_secs(x.health_interval_secs),
             timeout: Duration::from_secs(x.timeout_secs),
             backup_paths: x.backup_paths,
             group: x.group,
