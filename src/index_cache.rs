@@ -525,3 +525,32 @@ impl Cached {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_index_keeps_every_lifecycle_field() {
+        let path = Path::new("/x/modules/web/index.json");
+        let text = r#"{"metadata": {"schema_version": "1.2.3", "prepare": "prepare.sh",
+            "rollback": "rollback.sh", "health": "health.sh", "health_retries": 4,
+            "health_interval_secs": 2, "entry": "run.sh", "timeout_secs": 7}}"#;
+        let index = ModuleIndex::parse(path, text).unwrap();
+        let back = Cached::of(&index).to_index(path).unwrap();
+        assert_eq!(back.prepare.as_deref(), Some("prepare.sh"));
+        assert_eq!(back.rollback.as_deref(), Some("rollback.sh"));
+        assert_eq!(back.health_retries, 4);
+        assert_eq!(back.health_interval, Duration::from_secs(2));
+        assert_eq!(back.timeout, Duration::from_secs(7));
+        assert_eq!(back.version.to_string(), "1.2.3");
+
+        // Defaults stay defaults (and are not written out).
+        let plain = ModuleIndex::parse(path, r#"{"metadata": {"schema_version": "1"}}"#).unwrap();
+        let cached = Cached::of(&plain);
+        assert!(cached.x.is_none());
+        let back = cached.to_index(path).unwrap();
+        assert_eq!(back.health_interval, crate::module::DEFAULT_HEALTH_INTERVAL);
+        assert_eq!(back.health_retries, 0);
+    }
+}
