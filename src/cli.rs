@@ -297,6 +297,18 @@ pub enum CommandArg {
     },
     /// Set an installed module's own source branch (it must exist on the module's repository)
     SetBranch { module: String, branch: String },
+    /// A Docker Compose module's lifecycle step, run by updater itself (prepare, up, rollback)
+    #[command(hide = true)]
+    Compose {
+        #[arg(value_parser = ["prepare", "up", "rollback"])]
+        step: String,
+        /// The module directory [default: the working directory]
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The module name [default: the directory's name]
+        #[arg(long)]
+        module: Option<String>,
+    },
 }
 
 impl Cli {
@@ -338,6 +350,12 @@ impl Cli {
             (Some(CommandArg::SetBranch { module, branch }), _, _) => {
                 Command::SetBranch { module, branch }
             }
+            (Some(CommandArg::Compose { step, dir, module }), _, _) => Command::Compose {
+                step: crate::compose::Step::parse(&step)
+                    .ok_or_else(|| anyhow::anyhow!("unknown compose step"))?,
+                dir: dir.map(absolute),
+                module,
+            },
         };
         let command = match verb {
             Some(_) if explicit => {

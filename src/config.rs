@@ -31,6 +31,12 @@ pub enum Command {
         module: String,
         branch: String,
     },
+    /// `compose prepare|up|rollback` (hidden): a Docker Compose module's lifecycle step.
+    Compose {
+        step: crate::compose::Step,
+        dir: Option<PathBuf>,
+        module: Option<String>,
+    },
 }
 
 impl Command {
@@ -52,6 +58,7 @@ impl Command {
             Command::ModuleStatus(_) => "module-status",
             Command::Component { .. } => "component",
             Command::SetBranch { .. } => "set-branch",
+            Command::Compose { .. } => "compose",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The settings stage: the one reader of the process environment (`UPDATER_PYTHON`,
 //! `UPDATER_CRASH_AT`, `UPDATER_FRAMEWORK_FAIL_AT`, `UPDATER_HOOK_TIMEOUT_SECS`,
-//! `UPDATER_NO_FORKSERVER`, `UPDATER_MACHINE_ID_FILE`, `UPDATER_NOW`, the working directory; the one
+//! `UPDATER_NO_FORKSERVER`, `UPDATER_MACHINE_ID_FILE`, `UPDATER_NOW`, `DOCKER_CONFIG`, `HOME`, the
+//! working directory; the one
 //! writer too: `SSL_CERT_FILE`, see
 //! [`prepare_git`]) and of the installed global index's settings (`repository_url`,
 //! `branch`, `require_signed`, `python`, `run`, `window`; and the inhibit switch, see [`inhibit`]). Each command resolves them here, once, into
@@ -41,6 +42,11 @@ pub struct Environment {
     /// `$UPDATER_NOW` (`YYYY-MM-DDTHH:MM:SSZ`): the test hook that stands in for the clock when
     /// deciding the update window (see [`now_unix`]).
     pub now: Option<String>,
+    /// `$DOCKER_CONFIG` (non-empty): the directory of the Docker config file (see
+    /// [`docker_config_file`]).
+    pub docker_config: Option<PathBuf>,
+    /// `$HOME` (non-empty): `~/.docker/config.json` when `$DOCKER_CONFIG` is unset.
+    pub home: Option<PathBuf>,
 }
 
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
@@ -68,11 +74,28 @@ pub fn environment() -> &'static Environment {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             now: std::env::var(NOW_VAR).ok().filter(|v| !v.is_empty()),
+            docker_config: std::env::var_os("DOCKER_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            home: std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
         };
         crate::fault::arm(env.crash_at.clone());
         crate::framework::arm_failure(env.framework_fail_at.clone());
         env
     })
+}
+
+/// The Docker config file whose `auths` give registry credentials to Compose modules (as the
+/// docker CLI finds it): `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`.
+pub fn docker_config_file() -> Option<PathBuf> {
+    let env = environment();
+    match (&env.docker_config, &env.home) {
+        (Some(dir), _) => Some(dir.join("config.json")),
+        (None, Some(home)) => Some(home.join(".docker").join("config.json")),
+        (None, None) => None,
+    }
 }
 
 /// The clone updater syncs: `--local-repo`, else `<modules-path>/.updater/repo`.
