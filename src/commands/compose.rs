@@ -33,7 +33,12 @@ pub fn compose(step: Step, dir: Option<&PathBuf>, module: Option<&str>) -> Resul
     if docker.has_helpers {
         log::debug!("the Docker config file names credential helpers; updater does not run them");
     }
-    let target = compose::Target { dir, module };
+    let target = compose::Target {
+        dir,
+        module,
+        // The runner sets UPDATER_FROM_VERSION, empty for a module that was not installed.
+        first_install: env.from_version.as_deref() == Some(""),
+    };
     compose::run(step, &target, &docker).with_context(|| {
         format!(
             "compose {} of module {} ({})",

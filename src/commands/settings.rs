@@ -1,8 +1,7 @@
 //! The settings stage: the one reader of the process environment (`UPDATER_PYTHON`,
 //! `UPDATER_CRASH_AT`, `UPDATER_FRAMEWORK_FAIL_AT`, `UPDATER_HOOK_TIMEOUT_SECS`,
-//! `UPDATER_NO_FORKSERVER`, `UPDATER_MACHINE_ID_FILE`, `UPDATER_NOW`, `DOCKER_CONFIG`, `HOME`, the
-//! working directory; the one
-//! writer too: `SSL_CERT_FILE`, see
+//! `UPDATER_NO_FORKSERVER`, `UPDATER_MACHINE_ID_FILE`, `UPDATER_NOW`, `DOCKER_CONFIG`, `HOME`,
+//! `UPDATER_FROM_VERSION` (Compose modules), the working directory; the one writer too: `SSL_CERT_FILE`, see
 //! [`prepare_git`]) and of the installed global index's settings (`repository_url`,
 //! `branch`, `require_signed`, `python`, `run`, `window`; and the inhibit switch, see [`inhibit`]). Each command resolves them here, once, into
 //! [`RepoSettings`] (where to sync from and whom to trust) and [`RunSettings`] (how to run
@@ -47,6 +46,9 @@ pub struct Environment {
     pub docker_config: Option<PathBuf>,
     /// `$HOME` (non-empty): `~/.docker/config.json` when `$DOCKER_CONFIG` is unset.
     pub home: Option<PathBuf>,
+    /// `$UPDATER_FROM_VERSION`, as the runner sets it for a module's programs (empty for a new
+    /// module): `updater compose up` takes a failed first install down again.
+    pub from_version: Option<String>,
 }
 
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
@@ -80,6 +82,7 @@ pub fn environment() -> &'static Environment {
             home: std::env::var_os("HOME")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            from_version: std::env::var("UPDATER_FROM_VERSION").ok(),
         };
         crate::fault::arm(env.crash_at.clone());
         crate::framework::arm_failure(env.framework_fail_at.clone());

@@ -154,6 +154,8 @@ pub struct ContainerState {
     /// `healthy`, `unhealthy`, `starting`, or empty without a health check.
     pub health: String,
     pub exit_code: i64,
+    /// When it was created (RFC 3339 as Docker writes it, so ordered as text).
+    pub created: String,
     /// The output of the last health check, one line.
     pub last_check: Option<String>,
 }
@@ -204,6 +206,7 @@ pub fn project_states(project: &str) -> Result<Vec<ContainerState>> {
             status: state["Status"].as_str().unwrap_or("").to_string(),
             health: state["Health"]["Status"].as_str().unwrap_or("").to_string(),
             exit_code: state["ExitCode"].as_i64().unwrap_or(0),
+            created: v["Created"].as_str().unwrap_or("").to_string(),
             last_check,
         });
     }

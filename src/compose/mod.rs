@@ -57,8 +57,20 @@ impl Step {
     }
 }
 
+/// How a new version replaces the running one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// `up -d` of the one project: Compose recreates the containers whose configuration changed.
+    #[default]
+    Recreate,
+    /// The new version starts as a second project beside the running one (`<project>-blue` and
+    /// `<project>-green`), and the old one stops only once the new one is healthy.
+    BlueGreen,
+}
+
 /// What a module index's `metadata.compose` declares: `true`, a file name (a path inside the
-/// module), or an object `{"file", "project", "health_timeout_secs"}`, every key optional.
+/// module), or an object `{"file", "project", "health_timeout_secs", "strategy"}`, every key
+/// optional.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Declared {
     /// The compose file inside the module; `None`: Compose's default names (`file::DEFAULT_FILES`).
@@ -66,6 +78,7 @@ pub struct Declared {
     /// The Compose project name; `None`: the module name.
     pub project: Option<String>,
     pub health_timeout: Duration,
+    pub strategy: Strategy,
 }
 
 /// Reads `metadata.compose` from a module index; `None` when absent, `null` or `false`.
@@ -74,6 +87,7 @@ pub fn declared(index: &Value) -> Result<Option<Declared>> {
         file: None,
         project: None,
         health_timeout: DEFAULT_HEALTH_TIMEOUT,
+        strategy: Strategy::Recreate,
     };
     match index.get("metadata").and_then(|m| m.get("compose")) {
         None | Some(Value::Null) | Some(Value::Bool(false)) => return Ok(None),
@@ -90,6 +104,15 @@ pub fn declared(index: &Value) -> Result<Option<Declared>> {
                             "metadata.compose.health_timeout_secs must be a positive whole number, not {v}"
                         ),
                     },
+                    ("strategy", Value::String(st)) if st == "recreate" => {
+                        d.strategy = Strategy::Recreate
+                    }
+                    ("strategy", Value::String(st)) if st == "blue-green" => {
+                        d.strategy = Strategy::BlueGreen
+                    }
+                    ("strategy", v) => bail!(
+                        "metadata.compose.strategy must be \"recreate\" or \"blue-green\", not {v}"
+                    ),
                     ("file" | "project", v) => {
                         bail!("metadata.compose.{k} must be a string, not {v}")
                     }
@@ -128,6 +151,9 @@ pub struct Target {
     pub dir: PathBuf,
     /// The module's name (for the default project name).
     pub module: String,
+    /// A first install (no old version to come back to): a failed `up` takes the project down
+    /// again, so a failed install leaves nothing running.
+    pub first_install: bool,
 }
 
 /// Runs one step for the module in `target.dir`, as its `index.json` declares it.
@@ -147,7 +173,26 @@ pub fn run(step: Step, target: &Target, docker: &DockerConfig) -> Result<()> {
         Step::Prepare => prepare(&compose_file, docker),
         Step::Up | Step::Rollback => {
             let project = project_name(&target.module, &d)?;
-            up(&target.dir, &compose_file, &project, d.health_timeout)
+            let engine = engine::Engine::detect()?;
+            let dir = &target.dir;
+            match (d.strategy, step) {
+                (Strategy::Recreate, _) => {
+                    let result = up(&engine, dir, &compose_file, &project, d.health_timeout);
+                    if result.is_err() && step == Step::Up && target.first_install {
+                        log::warn!("first install failed: taking compose project {project} down");
+                        if let Err(e) = engine.down(&project, &compose_file, dir) {
+                            log::error!("{e:#}");
+                        }
+                    }
+                    result
+                }
+                (Strategy::BlueGreen, Step::Up) => {
+                    blue_green_up(&engine, dir, &compose_file, &project, d.health_timeout)
+                }
+                (Strategy::BlueGreen, _) => {
+                    blue_green_restore(&engine, dir, &compose_file, &project, d.health_timeout)
+                }
+            }
         }
     }
 }
@@ -180,10 +225,110 @@ pub fn prepare(compose_file: &Path, docker: &DockerConfig) -> Result<()> {
 }
 
 /// Brings the project up from `compose_file` and waits for its containers' health.
-pub fn up(dir: &Path, compose_file: &Path, project: &str, health_timeout: Duration) -> Result<()> {
-    let engine = engine::Engine::detect()?;
+pub fn up(
+    engine: &engine::Engine,
+    dir: &Path,
+    compose_file: &Path,
+    project: &str,
+    health_timeout: Duration,
+) -> Result<()> {
     engine.up(project, compose_file, dir)?;
     engine::wait_healthy(project, health_timeout)
+}
+
+/// The two project names of a blue/green module.
+pub fn colors(project: &str) -> [String; 2] {
+    [format!("{project}-blue"), format!("{project}-green")]
+}
+
+/// The colors that have containers, each with the newest creation time of its containers.
+fn present_colors(project: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for c in colors(project) {
+        let states = engine::project_states(&c)?;
+        if let Some(newest) = states.iter().map(|s| s.created.clone()).max() {
+            out.push((c, newest));
+        }
+    }
+    Ok(out)
+}
+
+/// Blue/green entry: the new version starts as the color that is not running (blue when none
+/// is; when both are, after an interrupted switch, the newer one is the new version), and only
+/// once all its containers are healthy is the other color taken down. When the new one fails,
+/// it is taken down and the old one was never stopped.
+pub fn blue_green_up(
+    engine: &engine::Engine,
+    dir: &Path,
+    compose_file: &Path,
+    project: &str,
+    health_timeout: Duration,
+) -> Result<()> {
+    let [blue, green] = colors(project);
+    let present = present_colors(project)?;
+    let target = match present.as_slice() {
+        [] => blue.clone(),
+        [(only, _)] => {
+            if *only == blue {
+                green.clone()
+            } else {
+                blue.clone()
+            }
+        }
+        [a, b, ..] => {
+            if a.1 >= b.1 {
+                a.0.clone()
+            } else {
+                b.0.clone()
+            }
+        }
+    };
+    log::info!("blue/green: starting the new version as compose project {target}");
+    if let Err(e) = up(engine, dir, compose_file, &target, health_timeout) {
+        log::warn!(
+            "blue/green: the new version failed; taking {target} down, the old one keeps running"
+        );
+        if let Err(d) = engine.down(&target, compose_file, dir) {
+            log::error!("{d:#}");
+        }
+        return Err(e);
+    }
+    for (other, _) in present.iter().filter(|(c, _)| *c != target) {
+        log::info!("blue/green: {target} is healthy; stopping {other}");
+        engine.down(other, compose_file, dir)?;
+    }
+    Ok(())
+}
+
+/// Blue/green rollback (run from the old copy): the color still running (the older one when
+/// both are, blue when none is) is brought up from the old compose file (a no-op when it already
+/// runs it) and, once healthy, the other color is taken down.
+pub fn blue_green_restore(
+    engine: &engine::Engine,
+    dir: &Path,
+    compose_file: &Path,
+    project: &str,
+    health_timeout: Duration,
+) -> Result<()> {
+    let [blue, _] = colors(project);
+    let present = present_colors(project)?;
+    let keep = match present.as_slice() {
+        [] => blue,
+        [(only, _)] => only.clone(),
+        [a, b, ..] => {
+            if a.1 <= b.1 {
+                a.0.clone()
+            } else {
+                b.0.clone()
+            }
+        }
+    };
+    up(engine, dir, compose_file, &keep, health_timeout)?;
+    for (other, _) in present.iter().filter(|(c, _)| *c != keep) {
+        log::info!("blue/green: {keep} runs the old version again; stopping {other}");
+        engine.down(other, compose_file, dir)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -213,7 +358,13 @@ mod tests {
         .unwrap();
         assert_eq!(d.project.as_deref(), Some("P"));
         assert_eq!(d.health_timeout, Duration::from_secs(5));
+        assert_eq!(d.strategy, Strategy::Recreate);
+        let d = declared(&json!({"metadata": {"compose": {"strategy": "blue-green"}}}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.strategy, Strategy::BlueGreen);
         for bad in [
+            json!({"metadata": {"compose": {"strategy": "canary"}}}),
             json!({"metadata": {"compose": 3}}),
             json!({"metadata": {"compose": {"file": 1}}}),
             json!({"metadata": {"compose": {"health_timeout_secs": 0}}}),

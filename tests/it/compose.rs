@@ -13,11 +13,16 @@ use crate::common::*;
 
 /// A module directory (index.json + compose.yaml) running `image` in `fx`'s project.
 fn write_module(dir: &Path, fx: &ComposeFixture, version: &str, image: &str) {
+    write_module_with(dir, fx, version, image, "recreate");
+}
+
+/// [`write_module`] with `metadata.compose.strategy`.
+fn write_module_with(dir: &Path, fx: &ComposeFixture, version: &str, image: &str, strategy: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let index = json!({
         "metadata": {
             "schema_version": version,
-            "compose": { "project": fx.project, "health_timeout_secs": 60 }
+            "compose": { "project": fx.project, "health_timeout_secs": 60, "strategy": strategy }
         }
     });
     std::fs::write(dir.join("index.json"), to_json(&index)).unwrap();
@@ -91,4 +96,53 @@ fn compose_up_waits_for_health_and_rollback_brings_the_old_containers_back() {
     assert_eq!(c[0].1, fx.image("1"));
     assert_eq!((c[0].2.as_str(), c[0].3.as_str()), ("running", "healthy"));
     assert_eq!(fx.running_version(), "1");
+}
+
+#[test]
+fn compose_blue_green_starts_the_new_beside_the_old_and_never_stops_the_old_on_failure() {
+    let fx = ComposeFixture::new("blue-green", &["1", "2", "bad"], &[]);
+    let (blue, green) = (
+        format!("{}-blue", fx.project),
+        format!("{}-green", fx.project),
+    );
+    let v1 = tempfile::tempdir().unwrap();
+    let v2 = tempfile::tempdir().unwrap();
+    let v3 = tempfile::tempdir().unwrap();
+    write_module_with(v1.path(), &fx, "1.0.0", &fx.image("1"), "blue-green");
+    write_module_with(v2.path(), &fx, "2.0.0", &fx.image("2"), "blue-green");
+    write_module_with(v3.path(), &fx, "3.0.0", &fx.image("bad"), "blue-green");
+
+    assert_code(&step("up", v1.path()), 0);
+    assert_eq!(fx.running_version_of(&blue), "1");
+    assert!(fx.containers_of(&green).is_empty());
+
+    let out = step("up", v2.path());
+    assert_code(&out, 0);
+    assert_eq!(fx.running_version_of(&green), "2");
+    assert!(
+        fx.containers_of(&blue).is_empty(),
+        "the old color is stopped once the new one is healthy"
+    );
+
+    let green_before = fx.containers_of(&green);
+    let out = step("up", v3.path());
+    assert_code(&out, 1);
+    assert!(all_output(&out).contains("is unhealthy"), "{}", dump(&out));
+    assert!(
+        fx.containers_of(&blue).is_empty(),
+        "the failed new color is taken down"
+    );
+    assert_eq!(
+        fx.containers_of(&green),
+        green_before,
+        "the old color never stopped"
+    );
+    assert_eq!(fx.running_version_of(&green), "2");
+
+    assert_code(&step("rollback", v2.path()), 0);
+    assert_eq!(
+        fx.containers_of(&green),
+        green_before,
+        "rollback keeps what runs"
+    );
 }

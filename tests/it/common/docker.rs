@@ -278,13 +278,18 @@ impl ComposeFixture {
 
     /// The project's containers as `(name, image, status, health)`, sorted by name.
     pub fn containers(&self) -> Vec<(String, String, String, String)> {
+        self.containers_of(&self.project)
+    }
+
+    /// [`ComposeFixture::containers`] of another project (`<project>-blue`, …).
+    pub fn containers_of(&self, project: &str) -> Vec<(String, String, String, String)> {
         let ids = docker(&[
             "ps",
             "--all",
             "--quiet",
             "--no-trunc",
             "--filter",
-            &format!("label=com.docker.compose.project={}", self.project),
+            &format!("label=com.docker.compose.project={project}"),
         ]);
         let mut out: Vec<(String, String, String, String)> = ids
             .split_whitespace()
@@ -310,11 +315,16 @@ impl ComposeFixture {
 
     /// `/version` inside the running `web` container.
     pub fn running_version(&self) -> String {
+        self.running_version_of(&self.project)
+    }
+
+    /// [`ComposeFixture::running_version`] of another project.
+    pub fn running_version_of(&self, project: &str) -> String {
         let ids = docker(&[
             "ps",
             "--quiet",
             "--filter",
-            &format!("label=com.docker.compose.project={}", self.project),
+            &format!("label=com.docker.compose.project={project}"),
             "--filter",
             "label=com.docker.compose.service=web",
         ]);
@@ -334,12 +344,25 @@ impl ComposeFixture {
     }
 
     fn cleanup(&self) {
+        for p in [
+            self.project.clone(),
+            format!("{}-blue", self.project),
+            format!("{}-green", self.project),
+        ] {
+            cleanup_project(&p);
+        }
+    }
+}
+
+/// Removes a Compose project's containers (with their anonymous volumes) and networks.
+fn cleanup_project(project: &str) {
+    {
         let ids = try_docker(&[
             "ps",
             "--all",
             "--quiet",
             "--filter",
-            &format!("label=com.docker.compose.project={}", self.project),
+            &format!("label=com.docker.compose.project={project}"),
         ]);
         let ids: Vec<&str> = ids.split_whitespace().collect();
         if !ids.is_empty() {
@@ -352,7 +375,7 @@ impl ComposeFixture {
             "ls",
             "--quiet",
             "--filter",
-            &format!("label=com.docker.compose.project={}", self.project),
+            &format!("label=com.docker.compose.project={project}"),
         ]);
         for n in nets.split_whitespace() {
             let _ = ok(Command::new("docker").args(["network", "rm", n]));
