@@ -308,6 +308,9 @@ pub enum CommandArg {
         /// The module name [default: the directory's name]
         #[arg(long)]
         module: Option<String>,
+        /// The Docker config directory [default: $DOCKER_CONFIG, else ~/.docker]
+        #[arg(long)]
+        docker_config: Option<PathBuf>,
     },
 }
 
@@ -350,11 +353,21 @@ impl Cli {
             (Some(CommandArg::SetBranch { module, branch }), _, _) => {
                 Command::SetBranch { module, branch }
             }
-            (Some(CommandArg::Compose { step, dir, module }), _, _) => Command::Compose {
+            (
+                Some(CommandArg::Compose {
+                    step,
+                    dir,
+                    module,
+                    docker_config,
+                }),
+                _,
+                _,
+            ) => Command::Compose {
                 step: crate::compose::Step::parse(&step)
                     .ok_or_else(|| anyhow::anyhow!("unknown compose step"))?,
                 dir: dir.map(absolute),
                 module,
+                docker_config: docker_config.map(absolute),
             },
         };
         let command = match verb {

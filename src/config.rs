@@ -36,6 +36,7 @@ pub enum Command {
         step: crate::compose::Step,
         dir: Option<PathBuf>,
         module: Option<String>,
+        docker_config: Option<PathBuf>,
     },
 }
 

@@ -144,8 +144,16 @@ fn dispatch(cfg: &Config) -> Result<ExitStatus> {
             enabled,
         } => manage::set_component(cfg, module, component, *enabled),
         Command::SetBranch { module, branch } => manage::set_branch(cfg, module, branch),
-        Command::Compose { step, dir, module } => {
-            commands::compose(*step, dir.as_ref(), module.as_deref())
-        }
+        Command::Compose {
+            step,
+            dir,
+            module,
+            docker_config,
+        } => commands::compose(
+            *step,
+            dir.as_ref(),
+            module.as_deref(),
+            docker_config.as_ref(),
+        ),
     }
 }

@@ -13,7 +13,15 @@ use crate::ExitStatus;
 
 /// Runs `step` for the module in `dir` (default: the working directory) named `module`
 /// (default: the directory's name).
-pub fn compose(step: Step, dir: Option<&PathBuf>, module: Option<&str>) -> Result<ExitStatus> {
+/// `docker_config`: the directory of the Docker config file (`--docker-config`, which updater
+/// passes from its own `$DOCKER_CONFIG`, since programs get a clean environment); else
+/// `commands::settings::docker_config_file`.
+pub fn compose(
+    step: Step,
+    dir: Option<&PathBuf>,
+    module: Option<&str>,
+    docker_config: Option<&PathBuf>,
+) -> Result<ExitStatus> {
     let env = super::settings::environment();
     let dir = match dir {
         Some(d) => d.clone(),
@@ -29,7 +37,11 @@ pub fn compose(step: Step, dir: Option<&PathBuf>, module: Option<&str>) -> Resul
             .map(|n| n.to_string_lossy().into_owned())
             .with_context(|| format!("{} has no name; pass --module", dir.display()))?,
     };
-    let docker = DockerConfig::load(super::settings::docker_config_file().as_deref())?;
+    let config_file = match docker_config {
+        Some(d) => Some(d.join("config.json")),
+        None => super::settings::docker_config_file(),
+    };
+    let docker = DockerConfig::load(config_file.as_deref())?;
     if docker.has_helpers {
         log::debug!("the Docker config file names credential helpers; updater does not run them");
     }
@@ -38,6 +50,7 @@ pub fn compose(step: Step, dir: Option<&PathBuf>, module: Option<&str>) -> Resul
         module,
         // The runner sets UPDATER_FROM_VERSION, empty for a module that was not installed.
         first_install: env.from_version.as_deref() == Some(""),
+        docker_config: docker_config.cloned(),
     };
     compose::run(step, &target, &docker).with_context(|| {
         format!(

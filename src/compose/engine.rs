@@ -4,7 +4,7 @@
 //! `.State.Health.Status`), with a deadline. The child processes get no stdin; their output
 //! goes to the log, one line per record.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,9 +20,12 @@ pub enum Flavor {
 }
 
 /// The Compose of this machine, found once.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Engine {
     pub flavor: Flavor,
+    /// `DOCKER_CONFIG` for the docker and Compose commands (the directory of the Docker config
+    /// file whose credentials pulls use); `None`: their default (`~/.docker`).
+    pub docker_config: Option<PathBuf>,
 }
 
 /// The label Compose (v1 and v2) puts on a project's containers.
@@ -34,12 +37,19 @@ const POLL: Duration = Duration::from_millis(500);
 impl Engine {
     /// `docker compose` when `docker compose version` works, else `docker-compose` when
     /// `docker-compose version` works, else an error saying neither is there.
-    pub fn detect() -> Result<Engine> {
+    pub fn detect(docker_config: Option<&Path>) -> Result<Engine> {
+        let docker_config = docker_config.map(Path::to_path_buf);
         if quiet(Command::new("docker").args(["compose", "version"])) {
-            return Ok(Engine { flavor: Flavor::V2 });
+            return Ok(Engine {
+                flavor: Flavor::V2,
+                docker_config,
+            });
         }
         if quiet(Command::new("docker-compose").arg("version")) {
-            return Ok(Engine { flavor: Flavor::V1 });
+            return Ok(Engine {
+                flavor: Flavor::V1,
+                docker_config,
+            });
         }
         bail!("neither `docker compose` (v2) nor `docker-compose` (v1) works on this machine")
     }
@@ -54,6 +64,9 @@ impl Engine {
             }
             Flavor::V1 => Command::new("docker-compose"),
         };
+        if let Some(dir) = &self.docker_config {
+            cmd.env("DOCKER_CONFIG", dir);
+        }
         cmd.arg("--ansi")
             .arg("never")
             .arg("--project-name")
@@ -82,10 +95,13 @@ impl Engine {
     }
 }
 
-/// `docker pull IMAGE`.
-pub fn pull(image: &str) -> Result<()> {
-    run(Command::new("docker").args(["pull", "--", image]))
-        .with_context(|| format!("pulling image {image}"))
+/// `docker pull IMAGE`, with `DOCKER_CONFIG` set to `docker_config` when given.
+pub fn pull(image: &str, docker_config: Option<&Path>) -> Result<()> {
+    let mut cmd = Command::new("docker");
+    if let Some(dir) = docker_config {
+        cmd.env("DOCKER_CONFIG", dir);
+    }
+    run(cmd.args(["pull", "--", image])).with_context(|| format!("pulling image {image}"))
 }
 
 /// Waits until every container of `project` runs and is `healthy` (or has no health check).

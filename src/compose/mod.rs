@@ -154,6 +154,9 @@ pub struct Target {
     /// A first install (no old version to come back to): a failed `up` takes the project down
     /// again, so a failed install leaves nothing running.
     pub first_install: bool,
+    /// The directory of the Docker config file (`DOCKER_CONFIG` of docker and Compose), when
+    /// not their default.
+    pub docker_config: Option<PathBuf>,
 }
 
 /// Runs one step for the module in `target.dir`, as its `index.json` declares it.
@@ -170,10 +173,10 @@ pub fn run(step: Step, target: &Target, docker: &DockerConfig) -> Result<()> {
     };
     let compose_file = file::locate(&target.dir, d.file.as_deref())?;
     match step {
-        Step::Prepare => prepare(&compose_file, docker),
+        Step::Prepare => prepare(&compose_file, docker, target.docker_config.as_deref()),
         Step::Up | Step::Rollback => {
             let project = project_name(&target.module, &d)?;
-            let engine = engine::Engine::detect()?;
+            let engine = engine::Engine::detect(target.docker_config.as_deref())?;
             let dir = &target.dir;
             match (d.strategy, step) {
                 (Strategy::Recreate, _) => {
@@ -199,7 +202,11 @@ pub fn run(step: Step, target: &Target, docker: &DockerConfig) -> Result<()> {
 
 /// Checks that every image of the compose file exists in its registry, then pulls each. The
 /// first failure names the image; nothing is started or changed.
-pub fn prepare(compose_file: &Path, docker: &DockerConfig) -> Result<()> {
+pub fn prepare(
+    compose_file: &Path,
+    docker: &DockerConfig,
+    docker_config_dir: Option<&Path>,
+) -> Result<()> {
     let services = file::read(compose_file)?;
     let registry = registry::Registry::new(docker, REGISTRY_TIMEOUT);
     let mut images: Vec<&image::ImageRef> =
@@ -216,7 +223,7 @@ pub fn prepare(compose_file: &Path, docker: &DockerConfig) -> Result<()> {
         bail!("{}", missing.join("; "));
     }
     for img in &images {
-        engine::pull(&img.original)?;
+        engine::pull(&img.original, docker_config_dir)?;
     }
     for s in services.iter().filter(|s| s.image.is_none()) {
         log::info!("service {} has no image: Compose builds it on up", s.name);
