@@ -12,16 +12,15 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::config::RunMode;
-use crate::fault;
 use crate::fs;
 use crate::groups;
 use crate::journal::Journal;
 use crate::layout::Layout;
-use crate::module::ModuleIndex;
-use crate::outcome::{ModuleResult, Outcome};
+use crate::lifecycle;
+use crate::outcome::{ModuleResult, Outcome, Restart};
 use crate::plan::{Action, Decision, ModulePlan, Plan};
 use crate::preserve::{self, escape};
-use crate::runner::{self, Program, RunOutcome, RunSpec};
+use crate::runner::RunOutcome;
 use crate::schedule::{self, Node};
 use crate::snapshot;
 use crate::transaction::{self, Transaction};
@@ -282,6 +281,9 @@ enum Installed {
     Disabled,
     /// Installed without running: another member of its group runs.
     Standby(String),
+    /// The entry point or health check failed after the swap: the old copy is back and was
+    /// restarted (`lifecycle::restart_old`).
+    RolledBack(anyhow::Error, Restart),
 }
 
 fn install_one(
@@ -296,10 +298,18 @@ fn install_one(
     let duration_ms = Some(start.elapsed().as_millis());
     let to = m.available.as_deref().unwrap_or("?");
     let name = escape(&m.name);
+    let mut rollback = None;
     let (result, error, details) = match result {
         Ok(Installed::Ran(details)) => {
             log::info!("✓ Module {name} updated to {to}");
             (ModuleResult::Applied, None, details)
+        }
+        Ok(Installed::RolledBack(e, restart)) => {
+            let reason = format!("{e:#}");
+            let line = format!("✗ Module {name} failed: {reason}; {}", restart.describe());
+            log::error!("{line}");
+            rollback = Some(restart);
+            (ModuleResult::RolledBack, Some(reason), None)
         }
         Ok(Installed::Disabled) => {
             log::info!(
@@ -325,6 +335,7 @@ fn install_one(
         error,
         duration_ms,
         details,
+        rollback,
     }
 }
 
@@ -354,6 +365,15 @@ fn try_install(
         index.enabled
     };
     preserve::make_scripts_executable(&staged)?;
+    // Lifecycle: `prepare` runs from the staged copy (when the entry will run); its failure
+    // drops `txn`, which discards the staging.
+    if enabled && standby.is_none() {
+        let installed = layout.module(name);
+        let old = fs::exists_no_follow(&installed).then_some(installed.as_path());
+        let env = environment(layout, m, &staged, old);
+        lifecycle::prepare(layout, name, index, &staged, &env, &opts.python)?;
+        txn.restart_old_on_rollback();
+    }
     txn.swap()?;
     if !enabled {
         txn.commit()?;
@@ -364,26 +384,32 @@ fn try_install(
         return Ok(Installed::Standby(reason.clone()));
     }
     let module_dir = layout.module(name);
-    let env = environment(layout, m, &module_dir, txn.old_copy().as_deref());
-    let step = Step::new(layout, name, &module_dir, &env, index, opts)?;
-
-    let entry = runner::resolve_entry(&module_dir, index.entry.as_deref())
-        .with_context(|| format!("finding the entry point of {name}"))?;
-    fault::at(fault::Point::EntryStarted, name);
-    let details = match &entry {
-        Some(program) => step.run("entry point", program)?,
-        None => {
-            log::info!("Module {name} has no entry point; its files are installed");
-            None
+    let old = txn.old_copy();
+    let env = environment(layout, m, &module_dir, old.as_deref());
+    let ran = lifecycle::run_entry_and_health(
+        layout,
+        name,
+        index,
+        &module_dir,
+        &env,
+        &opts.python,
+        lifecycle::Run::Install,
+    );
+    match ran {
+        Ok(details) => {
+            txn.commit()?;
+            Ok(Installed::Ran(details))
         }
-    };
-    fault::at(fault::Point::EntryDone, name);
-    if let Some(health) = &index.health {
-        step.run("health check", &health_program(&module_dir, health))?;
+        // Lifecycle: the old copy comes back, then its rollback step (or entry) restarts it.
+        Err(e) => {
+            txn.rollback()?;
+            let restart = match &old {
+                Some(_) => lifecycle::restart_old(layout, journal, name, &to, &opts.python),
+                None => Restart::nothing(None),
+            };
+            Ok(Installed::RolledBack(e, restart))
+        }
     }
-    fault::at(fault::Point::HealthDone, name);
-    txn.commit()?;
-    Ok(Installed::Ran(details))
 }
 
 /// `--run enabled`: runs an unchanged, enabled module's entry point (and health check). Its
@@ -411,6 +437,7 @@ fn run_one(layout: &Layout, m: &ModulePlan, opts: &ApplyOptions) -> Outcome {
         error,
         duration_ms,
         details,
+        rollback: None,
     }
 }
 
@@ -424,12 +451,12 @@ fn try_run(
     };
     let name = m.name.as_str();
     let module_dir = layout.module(name);
-    let Some(entry) = runner::resolve_entry(&module_dir, index.entry.as_deref())
-        .with_context(|| format!("finding the entry point of {name}"))?
-    else {
+    let steps = lifecycle::steps(index, &module_dir)
+        .with_context(|| format!("finding the entry point of {name}"))?;
+    if steps.entry.is_none() {
         log::debug!("Module {name} has no entry point; nothing to run");
         return Ok(None);
-    };
+    }
     log::info!("Running module {name} ({})", index.version);
     // The snapshot's directory name starts with a dot, which no module name can.
     let snap = if index.backup_paths.is_empty() {
@@ -458,14 +485,15 @@ fn try_run(
         ("UPDATER_BACKUP_DIR".to_string(), String::new()),
         ("UPDATER_MODULES_PATH".to_string(), s(&layout.root)),
     ];
-    let step = Step::new(layout, name, &module_dir, &env, index, opts)?;
-    let result = (|| {
-        let details = step.run("entry point", &entry)?;
-        if let Some(health) = &index.health {
-            step.run("health check", &health_program(&module_dir, health))?;
-        }
-        Ok(details)
-    })();
+    let result = lifecycle::run_entry_and_health(
+        layout,
+        name,
+        index,
+        &module_dir,
+        &env,
+        &opts.python,
+        lifecycle::Run::Unchanged,
+    );
     if result.is_err() {
         if let Some(dir) = &snap {
             snapshot::restore(dir.path(), &index.backup_paths).with_context(|| {
@@ -474,84 +502,6 @@ fn try_run(
         }
     }
     result
-}
-
-/// A health check runs as `python main(args)` when it is a `.py` file, else as an executable.
-fn health_program(module_dir: &Path, rel: &str) -> Program {
-    let path = module_dir.join(rel);
-    if rel.ends_with(".py") {
-        Program::PythonMain(path)
-    } else {
-        Program::Executable(path)
-    }
-}
-
-/// What every program of one module's update shares: name, directory, environment, timeout,
-/// log file.
-struct Step<'a> {
-    name: &'a str,
-    module_dir: &'a Path,
-    env: &'a [(String, String)],
-    index: &'a ModuleIndex,
-    log_file: PathBuf,
-    opts: &'a ApplyOptions,
-    pgid_file: PathBuf,
-}
-
-impl<'a> Step<'a> {
-    /// A module's entry point and health check, with a fresh log file (the last run's output
-    /// is replaced) and the record of its process group (`transaction::pgid_file`).
-    fn new(
-        layout: &Layout,
-        name: &'a str,
-        module_dir: &'a Path,
-        env: &'a [(String, String)],
-        index: &'a ModuleIndex,
-        opts: &'a ApplyOptions,
-    ) -> Result<Step<'a>> {
-        let log_file = layout.logs().join(format!("{name}.log"));
-        fs::remove_all(&log_file)?;
-        Ok(Step {
-            name,
-            module_dir,
-            env,
-            index,
-            log_file,
-            opts,
-            pgid_file: crate::transaction::pgid_file(layout, name),
-        })
-    }
-
-    /// Runs the entry point or health check; an unsuccessful run is an error saying why. Returns
-    /// what a Python `main` returned beyond `success`, when the runner reports it.
-    fn run(&self, what: &str, program: &Program) -> Result<Option<serde_json::Value>> {
-        let name = self.name;
-        let outcome = runner::run(&RunSpec {
-            module: name,
-            module_dir: self.module_dir,
-            program,
-            args: None,
-            env: self.env,
-            timeout: self.index.timeout,
-            log_file: &self.log_file,
-            python: &self.opts.python,
-            pgid_file: Some(&self.pgid_file),
-            fork_server: crate::commands::settings::environment().fork_server,
-        })
-        .with_context(|| format!("running the {what} of {name}"))?;
-        if outcome.success {
-            log::debug!(
-                "Module {name}: {what} succeeded in {} ms",
-                outcome.duration.as_millis()
-            );
-            Ok(details_of(&outcome))
-        } else {
-            anyhow::bail!(
-                "{what} failed: {}",
-                outcome.reason.unwrap_or_else(|| "unknown reason".into())
-            )
-        }
-    }
 }
 
 /// What a Python `main` returned beyond `success` (SPEC §6b `details`).

@@ -22,6 +22,13 @@ pub enum Point {
     RolledBack,
     IndexWritten,
     Recovering,
+    /// `metadata.prepare` succeeded; nothing installed has changed yet (lifecycle).
+    Prepared,
+    /// A health check failed and is about to be tried again (lifecycle).
+    HealthRetry,
+    /// The old copy is back after a failed update; its rollback step is about to run
+    /// (lifecycle: in the run, or in the next run's repair).
+    Restarting,
 }
 
 impl Point {
@@ -58,8 +65,19 @@ impl Point {
             Point::RolledBack => "rolled_back",
             Point::IndexWritten => "index_written",
             Point::Recovering => "recovering",
+            Point::Prepared => "prepared",
+            Point::HealthRetry => "health_retry",
+            Point::Restarting => "restarting",
         }
     }
+}
+
+impl Point {
+    /// The points of the lifecycle steps (`lifecycle`), reached only by modules that declare
+    /// them (a `prepare`, `health_retries`) or by a failed update; `tests/it/lifecycle.rs`
+    /// covers them, so they are kept out of [`Point::ALL`], which the fault suite runs for every
+    /// module.
+    pub const LIFECYCLE: [Point; 3] = [Point::Prepared, Point::HealthRetry, Point::Restarting];
 }
 
 /// Every point's name, in the order a module's update passes them.
@@ -132,6 +150,8 @@ mod tests {
     fn point_names_are_unique_and_listed_in_order() {
         let names: Vec<&str> = Point::ALL.iter().map(|p| p.as_str()).collect();
         assert_eq!(names, POINTS);
+        let mut names = names;
+        names.extend(Point::LIFECYCLE.iter().map(|p| p.as_str()));
         let mut sorted = names.clone();
         sorted.sort_unstable();
         sorted.dedup();

@@ -26,6 +26,10 @@ pub enum Step {
     Swapped,
     /// Entry and health check passed; the new copy stays. Recovery finishes the clean-up.
     Committed,
+    /// The update failed after the swap and the old copy is back, but the old copy's rollback
+    /// step (or entry) has yet to run to restart what the new copy's entry stopped (see
+    /// `lifecycle`). Recovery runs it (again: it must be idempotent).
+    Restart,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +51,11 @@ pub struct Entry {
     /// finds them there.
     #[serde(default)]
     pub per_module_dir: bool,
+    /// Whether the new copy's steps run after the swap (an update whose entry runs): undoing
+    /// it must then restart the old copy (step [`Step::Restart`]). Absent in entries written
+    /// before the lifecycle existed, and when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_old: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -168,6 +177,7 @@ mod tests {
             had_old: true,
             backup_paths: vec![PathBuf::from("/etc/x")],
             per_module_dir: true,
+            restart_old: true,
         };
         j.set("m", e.clone()).unwrap();
         assert_eq!(Journal::load(&p).unwrap().entries()["m"], e);

@@ -28,6 +28,7 @@ pub mod hooks;
 pub mod journal;
 pub mod layout;
 pub mod legacy;
+pub mod lifecycle;
 pub mod logging;
 pub mod manage;
 pub mod metrics;

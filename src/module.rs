@@ -19,6 +19,13 @@ pub const MAX_INDEX_BYTES: u64 = 4 << 20;
 pub const DEFAULT_GROUP_ORDER: i64 = 99;
 /// Default `metadata.timeout_secs`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+/// Default `metadata.health_interval_secs`: the pause between two attempts of a health check.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// The largest `metadata.health_retries` accepted (a typo such as 1000000 would make a failed
+/// update wait for weeks before its rollback).
+pub const MAX_HEALTH_RETRIES: u64 = 1000;
+/// The largest `metadata.health_interval_secs` accepted (one hour).
+pub const MAX_HEALTH_INTERVAL_SECS: u64 = 3600;
 
 /// What a module name is, for messages (SPEC §3).
 pub const NAME_RULE: &str = "[A-Za-z0-9][A-Za-z0-9._-]*, at most 128 bytes";
@@ -73,6 +80,16 @@ pub struct ModuleIndex {
     pub depends_on: Vec<String>,
     pub entry: Option<String>,
     pub health: Option<String>,
+    /// `metadata.prepare`: runs from the staged copy before the swap (see `lifecycle`).
+    pub prepare: Option<String>,
+    /// `metadata.rollback`: restarts this copy after a failed update to another one (see
+    /// `lifecycle`); without it, the entry point does.
+    pub rollback: Option<String>,
+    /// `metadata.health_retries` (default 0): how many times a failed health check is tried
+    /// again, so `health_retries + 1` attempts in all.
+    pub health_retries: u32,
+    /// `metadata.health_interval_secs` (default 5): the pause between two attempts.
+    pub health_interval: Duration,
     pub timeout: Duration,
     pub backup_paths: Vec<PathBuf>,
     /// `metadata.group`: alternative implementations of one service; one of them runs (SPEC §5).
@@ -206,6 +223,18 @@ impl ModuleIndex {
         };
         let entry = relative_path_field(path, meta, "entry")?;
         let health = relative_path_field(path, meta, "health")?;
+        let prepare = relative_path_field(path, meta, "prepare")?;
+        let rollback = relative_path_field(path, meta, "rollback")?;
+        let health_retries = bounded_integer(path, meta, "health_retries", 0, MAX_HEALTH_RETRIES)?
+            .unwrap_or(0) as u32;
+        let health_interval = bounded_integer(
+            path,
+            meta,
+            "health_interval_secs",
+            0,
+            MAX_HEALTH_INTERVAL_SECS,
+        )?
+        .map_or(DEFAULT_HEALTH_INTERVAL, Duration::from_secs);
         let config = match doc.get("configuration") {
             Some(Value::Object(c)) => c,
             _ => &empty,
@@ -234,6 +263,10 @@ impl ModuleIndex {
             depends_on,
             entry,
             health,
+            prepare,
+            rollback,
+            health_retries,
+            health_interval,
             timeout,
             backup_paths,
             group,
@@ -241,6 +274,20 @@ impl ModuleIndex {
             service_name,
             warnings,
         })
+    }
+
+    /// The declared program paths (`entry`, `health`, `prepare`, `rollback`) with their keys,
+    /// for the checks before a copy is installed ([`check_declared_file`]).
+    pub fn declared_programs(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("entry", &self.entry),
+            ("health", &self.health),
+            ("prepare", &self.prepare),
+            ("rollback", &self.rollback),
+        ]
+        .into_iter()
+        .filter_map(|(key, rel)| rel.as_deref().map(|r| (key, r)))
+        .collect()
     }
 
     /// Sets `metadata.enabled` and rewrites the file atomically, keeping every other key.
@@ -262,6 +309,27 @@ fn optional_string(path: &Path, meta: &Map<String, Value>, key: &str) -> Result<
             "{}: `metadata.{key}` must be a string, not {other}",
             path.display()
         ),
+    }
+}
+
+/// `metadata.<key>`: an optional integer in `min..=max`; anything else is an error naming the
+/// file, the field and the value (the module is invalid).
+fn bounded_integer(
+    path: &Path,
+    meta: &Map<String, Value>,
+    key: &str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>> {
+    match meta.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => bail!(
+                "{}: `metadata.{key}` {v} is not an integer from {min} to {max}",
+                path.display()
+            ),
+        },
     }
 }
 
@@ -424,7 +492,8 @@ fn resolves_inside(root: &Path, link_dir: &Path, target: &Path) -> bool {
     true
 }
 
-/// Checks that a declared entry or health path exists inside the module as a file.
+/// Checks that a declared program path (entry, health, prepare, rollback) exists inside the
+/// module as a file.
 pub fn check_declared_file(module_dir: &Path, key: &str, rel: &str) -> Result<()> {
     let path = module_dir.join(rel);
     match std::fs::metadata(&path) {
@@ -472,6 +541,22 @@ mod tests {
         assert_eq!(m.timeout, Duration::from_secs(9));
         assert_eq!(m.backup_paths, vec![PathBuf::from("/etc/x.conf")]);
         assert!(m.warnings.is_empty());
+        assert_eq!((m.prepare, m.rollback), (None, None));
+        assert_eq!(m.health_retries, 0);
+        assert_eq!(m.health_interval, DEFAULT_HEALTH_INTERVAL);
+    }
+
+    #[test]
+    fn lifecycle_fields_parse() {
+        let m = parse(
+            r#"{"metadata": {"schema_version": "1", "prepare": "bin/prepare", "rollback": "rb.py",
+                "health_retries": 3, "health_interval_secs": 0}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.prepare.as_deref(), Some("bin/prepare"));
+        assert_eq!(m.rollback.as_deref(), Some("rb.py"));
+        assert_eq!(m.health_retries, 3);
+        assert_eq!(m.health_interval, Duration::ZERO);
     }
 
     #[test]
@@ -514,6 +599,30 @@ mod tests {
             (
                 r#"{"metadata": {"schema_version": "1"}, "configuration": {"backup_paths": ["rel"]}}"#,
                 "absolute",
+            ),
+            (
+                r#"{"metadata": {"schema_version": "1", "prepare": "../p"}}"#,
+                "`metadata.prepare` \"../p\" leaves the module",
+            ),
+            (
+                r#"{"metadata": {"schema_version": "1", "rollback": "/bin/true"}}"#,
+                "`metadata.rollback` \"/bin/true\" leaves the module",
+            ),
+            (
+                r#"{"metadata": {"schema_version": "1", "health_retries": -1}}"#,
+                "`metadata.health_retries` -1 is not an integer from 0 to 1000",
+            ),
+            (
+                r#"{"metadata": {"schema_version": "1", "health_retries": "3"}}"#,
+                "`metadata.health_retries` \"3\" is not an integer",
+            ),
+            (
+                r#"{"metadata": {"schema_version": "1", "health_retries": 1.5}}"#,
+                "`metadata.health_retries` 1.5",
+            ),
+            (
+                r#"{"metadata": {"schema_version": "1", "health_interval_secs": 86400}}"#,
+                "`metadata.health_interval_secs` 86400 is not an integer from 0 to 3600",
             ),
         ];
         for (text, needle) in cases {

@@ -93,6 +93,64 @@ pub struct Outcome {
     pub duration_ms: Option<u128>,
     /// What a Python `main` returned beyond `success` (SPEC §6b `details`); `None` when nothing.
     pub details: Option<Value>,
+    /// An update that failed after its swap: how the old copy was restarted (`lifecycle`).
+    /// `None` for every other outcome.
+    pub rollback: Option<Restart>,
+}
+
+/// How the old copy was restarted after a failed update (`lifecycle::restart_old`): the
+/// `rollback` object of the module's `--json` row.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Restart {
+    /// Whether a program ran: false for a new module (no old copy) or an old copy that has
+    /// neither a rollback step nor an entry point.
+    pub ran: bool,
+    /// Whether the restart succeeded (true when nothing had to run).
+    pub ok: bool,
+    /// Which step of the old copy ran: `"rollback"` or `"entry"`; `None` when none ran.
+    pub step: Option<&'static str>,
+    /// The version the module was rolled back to (`None` for a new module).
+    pub version: Option<String>,
+    /// Why the restart failed.
+    pub error: Option<String>,
+}
+
+impl Restart {
+    /// Nothing to restart (a new module): `ran: false, ok: true`.
+    pub fn nothing(version: Option<String>) -> Restart {
+        Restart {
+            ran: false,
+            ok: true,
+            step: None,
+            version,
+            error: None,
+        }
+    }
+
+    /// The words of the human result line: "rolled back to X; old version restarted", …
+    pub fn describe(&self) -> String {
+        let to = match &self.version {
+            Some(v) => format!("rolled back to {v}"),
+            None => "it was not installed".to_string(),
+        };
+        match (self.ran, self.ok, &self.error) {
+            (true, true, _) => format!(
+                "{to}; old version restarted (its {})",
+                match self.step {
+                    Some("rollback") => "rollback step",
+                    _ => "entry point",
+                }
+            ),
+            (false, true, _) if self.version.is_some() => {
+                format!("{to}; the old copy has no rollback step or entry point to restart")
+            }
+            (false, true, _) => to,
+            (_, false, e) => format!(
+                "{to}; restart FAILED: {}",
+                e.as_deref().unwrap_or("unknown reason")
+            ),
+        }
+    }
 }
 
 impl Outcome {
@@ -103,6 +161,7 @@ impl Outcome {
             error,
             duration_ms: None,
             details: None,
+            rollback: None,
         }
     }
 

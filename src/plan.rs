@@ -372,11 +372,8 @@ fn prune_guard(repo_modules: &Path, plan: &Plan) -> Result<()> {
 fn check_installable(dir: &Path, index: Option<&ModuleIndex>) -> Result<()> {
     module::check_tree(dir)?;
     if let Some(index) = index {
-        if let Some(e) = &index.entry {
-            module::check_declared_file(dir, "entry", e)?;
-        }
-        if let Some(h) = &index.health {
-            module::check_declared_file(dir, "health", h)?;
+        for (key, rel) in index.declared_programs() {
+            module::check_declared_file(dir, key, rel)?;
         }
     }
     Ok(())

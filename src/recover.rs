@@ -39,6 +39,10 @@ pub fn pending(layout: &Layout) -> Result<Vec<String>> {
                 "module {name}: an interrupted commit of {} will be completed",
                 e.version
             ),
+            Step::Restart => format!(
+                "module {name}: its update to {} failed; the old copy's rollback step will run to restart it, then the update is retried",
+                e.version
+            ),
             _ => format!(
                 "module {name}: an interrupted update to {} will be rolled back and retried",
                 e.version
@@ -187,6 +191,9 @@ pub fn recover(layout: &Layout) -> Result<Repaired> {
         } else {
             transaction::undo(layout, &name, &entry)
         };
+        // Lifecycle: an update whose entry may have run leaves the entry at `Restart`, for
+        // `lifecycle::restart_pending` to restart the old copy once the repair is done.
+        let restart = entry.restart_old && entry.step != Step::Committed;
         match result {
             Ok(()) if entry.step == Step::Committed => {
                 log::warn!(
@@ -216,9 +223,16 @@ pub fn recover(layout: &Layout) -> Result<Repaired> {
                     dir.display()
                 );
                 repaired.quarantined.push((name.clone(), dir));
+                journal.remove(&name)?;
+                continue;
             }
         }
-        journal.remove(&name)?;
+        if restart {
+            let step = Step::Restart;
+            journal.set(&name, crate::journal::Entry { step, ..entry })?;
+        } else {
+            journal.remove(&name)?;
+        }
     }
     // Anything else in staging belongs to no journaled update.
     for name in fs::list_dir(&layout.staging())? {

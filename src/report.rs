@@ -165,6 +165,10 @@ pub struct ModuleRow<'a> {
     /// `deferred` only: the version's `metadata.rollout.percent`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub percent: Option<u8>,
+    /// An update that failed after its swap: how the old copy was restarted
+    /// (`{"ran": …, "ok": …, "step": …, "version": …, "error": …}`, see `outcome::Restart`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<crate::outcome::Restart>,
 }
 
 /// The `--json` document of SPEC §6b.
@@ -190,6 +194,7 @@ pub fn json_document(
                 details: o.and_then(|o| o.details.clone()),
                 bucket: m.rollout.map(|r| r.0),
                 percent: m.rollout.map(|r| r.1),
+                rollback: o.and_then(|o| o.rollback.clone()),
             }
         })
         .collect();
@@ -284,6 +289,7 @@ mod tests {
                 details: None,
                 bucket: None,
                 percent: None,
+                rollback: None,
             }],
             summary: Summary {
                 to_apply: 1,

@@ -102,6 +102,7 @@ impl<'a> Transaction<'a> {
             had_old: fs::exists_no_follow(&installed),
             backup_paths: backup_paths.to_vec(),
             per_module_dir: true,
+            restart_old: false,
         };
         journal.set(name, entry.clone())?;
         fault::at(fault::Point::JournalStaging, name);
@@ -146,6 +147,14 @@ impl<'a> Transaction<'a> {
         Ok(())
     }
 
+    /// Before [`swap`](Self::swap): the new copy's steps will run, so undoing this update must
+    /// also restart the old copy (`lifecycle`). Recorded with the swap's journal entry; then a
+    /// rollback leaves the entry at `Step::Restart` for the caller (or the next run's repair)
+    /// to finish with the restart. No effect for a new module (no old copy to restart).
+    pub fn restart_old_on_rollback(&mut self) {
+        self.entry.restart_old = self.entry.had_old;
+    }
+
     /// Where the previously installed copy is while the transaction is open (none for a new
     /// module). Passed to entry points as `UPDATER_BACKUP_DIR`.
     pub fn old_copy(&self) -> Option<PathBuf> {
@@ -172,7 +181,15 @@ impl<'a> Transaction<'a> {
 
     fn rollback_inner(&self) -> Result<()> {
         undo(self.layout, &self.name, &self.entry)?;
-        self.journal.remove(&self.name)?;
+        if self.entry.restart_old && self.swapped {
+            let restart = Entry {
+                step: Step::Restart,
+                ..self.entry.clone()
+            };
+            self.journal.set(&self.name, restart)?;
+        } else {
+            self.journal.remove(&self.name)?;
+        }
         fault::at(fault::Point::RolledBack, &self.name);
         Ok(())
     }

@@ -32,6 +32,13 @@ pub(crate) fn open(cfg: &Config, writes: bool) -> Result<Session> {
     if writes {
         recover::recover(&layout).context("repairing what an interrupted run left")?;
         crate::framework::recover(&layout).context("repairing an interrupted framework update")?;
+        // Lifecycle: modules whose interrupted update was undone get their old copy restarted.
+        let installed = crate::global_index::GlobalIndex::load(&layout.index())
+            .ok()
+            .flatten();
+        let python = super::settings::python(cfg, installed.as_ref());
+        crate::lifecycle::restart_pending(&layout, &python)
+            .context("restarting the old copies of interrupted updates")?;
     } else {
         for p in recover::pending(&layout)?
             .into_iter()

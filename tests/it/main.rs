@@ -19,6 +19,7 @@ mod framework;
 mod homeserver;
 mod integrations;
 mod legacy;
+mod lifecycle;
 mod manage;
 mod output;
 mod parsers;
