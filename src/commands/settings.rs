@@ -49,6 +49,8 @@ pub struct Environment {
     /// `$UPDATER_FROM_VERSION`, as the runner sets it for a module's programs (empty for a new
     /// module): `updater compose up` takes a failed first install down again.
     pub from_version: Option<String>,
+    /// This binary (`/proc/self/exe`): the program of Docker Compose modules' steps.
+    pub exe: Option<PathBuf>,
 }
 
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
@@ -83,6 +85,7 @@ pub fn environment() -> &'static Environment {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             from_version: std::env::var("UPDATER_FROM_VERSION").ok(),
+            exe: std::env::current_exe().ok(),
         };
         crate::fault::arm(env.crash_at.clone());
         crate::framework::arm_failure(env.framework_fail_at.clone());

@@ -24,6 +24,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use crate::runner::Program;
 use credentials::DockerConfig;
 
 /// How long `up` waits for the containers' health by default.
@@ -83,13 +84,18 @@ pub struct Declared {
 
 /// Reads `metadata.compose` from a module index; `None` when absent, `null` or `false`.
 pub fn declared(index: &Value) -> Result<Option<Declared>> {
+    declared_in(index.get("metadata"))
+}
+
+/// [`declared`] from the index's `metadata` object.
+fn declared_in(metadata: Option<&Value>) -> Result<Option<Declared>> {
     let mut d = Declared {
         file: None,
         project: None,
         health_timeout: DEFAULT_HEALTH_TIMEOUT,
         strategy: Strategy::Recreate,
     };
-    match index.get("metadata").and_then(|m| m.get("compose")) {
+    match metadata.and_then(|m| m.get("compose")) {
         None | Some(Value::Null) | Some(Value::Bool(false)) => return Ok(None),
         Some(Value::Bool(true)) => {}
         Some(Value::String(f)) => d.file = Some(f.clone()),
@@ -157,6 +163,58 @@ pub struct Target {
     /// The directory of the Docker config file (`DOCKER_CONFIG` of docker and Compose), when
     /// not their default.
     pub docker_config: Option<PathBuf>,
+}
+
+/// The programs of a Compose module's steps: updater itself, `updater compose <step>`, run with
+/// the module directory as working directory (see `lifecycle::steps`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Programs {
+    pub prepare: Program,
+    pub up: Program,
+    pub rollback: Program,
+}
+
+/// The steps of the copy of a module in `dir` whose index document is `doc`, when it declares
+/// `metadata.compose`; `None` otherwise. `updater` is the binary to run (this one), and
+/// `docker_config` the `DOCKER_CONFIG` directory to pass on (programs get a clean environment).
+/// Errors: a malformed `metadata.compose`, a compose file that is not there, or a module that
+/// also declares its own `entry`, `prepare` or `rollback` (updater provides those).
+pub fn programs(
+    doc: &serde_json::Map<String, Value>,
+    dir: &Path,
+    updater: &Path,
+    docker_config: Option<&Path>,
+) -> Result<Option<Programs>> {
+    let meta = doc.get("metadata");
+    let Some(d) = declared_in(meta)? else {
+        return Ok(None);
+    };
+    for key in ["entry", "prepare", "rollback"] {
+        if meta.and_then(|m| m.get(key)).is_some_and(|v| !v.is_null()) {
+            bail!("`metadata.{key}` cannot be combined with `metadata.compose` (updater runs the Compose steps)");
+        }
+    }
+    file::locate(dir, d.file.as_deref())?;
+    let module = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} has no usable name", dir.display()))?;
+    let program = |step: Step, with_module: bool| {
+        let mut args = vec!["compose".to_string(), step.as_str().to_string()];
+        if with_module {
+            args.extend(["--module".to_string(), module.to_string()]);
+        }
+        if let Some(c) = docker_config.and_then(|c| c.to_str()) {
+            args.extend(["--docker-config".to_string(), c.to_string()]);
+        }
+        Program::Exec(updater.to_path_buf(), args)
+    };
+    Ok(Some(Programs {
+        // The staged copy's directory is not named after the module; prepare needs no project.
+        prepare: program(Step::Prepare, false),
+        up: program(Step::Up, true),
+        rollback: program(Step::Rollback, true),
+    }))
 }
 
 /// Runs one step for the module in `target.dir`, as its `index.json` declares it.
@@ -379,6 +437,59 @@ mod tests {
         ] {
             assert!(declared(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn compose_steps_are_updater_itself_run_from_the_module_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("web");
+        std::fs::create_dir_all(&dir).unwrap();
+        let doc = |v: Value| v.as_object().unwrap().clone();
+        let plain = doc(json!({"metadata": {"schema_version": "1"}}));
+        let bin = Path::new("/usr/bin/updater");
+        assert_eq!(programs(&plain, &dir, bin, None).unwrap(), None);
+        let compose = doc(json!({"metadata": {"schema_version": "1", "compose": true}}));
+        let e = programs(&compose, &dir, bin, None).unwrap_err().to_string();
+        assert!(e.contains("no compose file"), "{e}");
+        std::fs::write(dir.join("compose.yaml"), "services: {}").unwrap();
+        let p = programs(&compose, &dir, bin, Some(Path::new("/etc/dc")))
+            .unwrap()
+            .unwrap();
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            p.prepare,
+            Program::Exec(
+                bin.into(),
+                args(&["compose", "prepare", "--docker-config", "/etc/dc"])
+            )
+        );
+        assert_eq!(
+            p.up,
+            Program::Exec(
+                bin.into(),
+                args(&[
+                    "compose",
+                    "up",
+                    "--module",
+                    "web",
+                    "--docker-config",
+                    "/etc/dc"
+                ])
+            )
+        );
+        assert_eq!(
+            p.rollback,
+            Program::Exec(
+                bin.into(),
+                args(&["compose", "rollback", "--module", "web"])
+                    .into_iter()
+                    .chain(args(&["--docker-config", "/etc/dc"]))
+                    .collect()
+            )
+        );
+        let both = doc(json!({"metadata": {"schema_version": "1", "compose": true, "entry": "x"}}));
+        let e = programs(&both, &dir, bin, None).unwrap_err().to_string();
+        assert!(e.contains("`metadata.entry` cannot be combined"), "{e}");
     }
 
     #[test]
