@@ -146,3 +146,217 @@ fn compose_blue_green_starts_the_new_beside_the_old_and_never_stops_the_old_on_f
         "rollback keeps what runs"
     );
 }
+
+/// Writes module `web` (index.json at `version`, compose.yaml `compose`) into the repository
+/// and commits it.
+fn commit_web(repo: &UpdatesRepo, fx: &ComposeFixture, version: &str, compose: &str) {
+    let index = json!({
+        "metadata": {
+            "schema_version": version,
+            "compose": { "project": fx.project, "health_timeout_secs": 60 }
+        }
+    });
+    repo.write("modules/web/index.json", &to_json(&index));
+    repo.write("modules/web/compose.yaml", compose);
+    repo.commit(&format!("web {version}"));
+}
+
+/// `sync --json` with room for pulls and health waits.
+fn sync_json(root: &InstallRoot, repo: &UpdatesRepo) -> (serde_json::Value, Output) {
+    let mut cmd = updater(root, repo);
+    cmd.timeout(std::time::Duration::from_secs(300))
+        .args(["sync", "--json"]);
+    let out = run(cmd);
+    (json_of(&out), out)
+}
+
+/// A repository whose module `web` 1.0.0 runs `<repo>:1`, synced once: web 1.0.0 runs.
+fn installed_v1(fx: &ComposeFixture) -> (UpdatesRepo, InstallRoot) {
+    let repo = UpdatesRepo::new();
+    commit_web(&repo, fx, "1.0.0", &fx.compose_file(&fx.image("1")));
+    let root = InstallRoot::new();
+    let (doc, out) = sync_json(&root, &repo);
+    assert_code(&out, 0);
+    assert_eq!(
+        module_entry(&doc, "web")["result"],
+        "applied",
+        "{}",
+        dump(&out)
+    );
+    assert_eq!(fx.running_version(), "1");
+    (repo, root)
+}
+
+fn installed_version(root: &InstallRoot) -> serde_json::Value {
+    root.read_index()["packages"]["web"].clone()
+}
+
+#[test]
+fn sync_of_a_compose_module_checks_pulls_and_runs_the_new_image() {
+    let fx = ComposeFixture::new("sync-good", &["1", "2"], &["1", "2"]);
+    let (repo, root) = installed_v1(&fx);
+    let old = fx.containers();
+    commit_web(&repo, &fx, "2.0.0", &fx.compose_file(&fx.image("2")));
+    let (doc, out) = sync_json(&root, &repo);
+    assert_code(&out, 0);
+    assert_eq!(
+        module_entry(&doc, "web")["result"],
+        "applied",
+        "{}",
+        dump(&out)
+    );
+    let text = all_output(&out);
+    assert!(
+        text.contains(&format!("image {} exists in registry", fx.image("2"))),
+        "{text}"
+    );
+    assert!(
+        ComposeFixture::has_local(&fx.image("2")),
+        "pulled in prepare"
+    );
+    let now = fx.containers();
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(now[0].1, fx.image("2"));
+    assert_eq!(
+        (now[0].2.as_str(), now[0].3.as_str()),
+        ("running", "healthy")
+    );
+    assert_ne!(now, old);
+    assert_eq!(fx.running_version(), "2");
+    assert_eq!(installed_version(&root), "2.0.0");
+}
+
+#[test]
+fn sync_of_a_compose_module_whose_tag_does_not_exist_changes_nothing_and_names_the_image() {
+    let fx = ComposeFixture::new("sync-missing", &["1"], &[]);
+    let (repo, root) = installed_v1(&fx);
+    let id_before = docker_ids(&fx);
+    let installed = snapshot(&root.module_dir("web"), &[]);
+    commit_web(&repo, &fx, "2.0.0", &fx.compose_file(&fx.image("404")));
+    let (doc, out) = sync_json(&root, &repo);
+    assert_code(&out, 3);
+    let row = module_entry(&doc, "web");
+    assert_eq!(row["result"], "rolled_back", "{row}");
+    assert!(
+        row["error"].as_str().unwrap().contains("prepare failed"),
+        "{row}"
+    );
+    assert!(
+        row.get("rollback").is_none(),
+        "nothing ran after prepare: {row}"
+    );
+    let text = all_output(&out);
+    assert!(
+        text.contains(&format!("image {}", fx.image("404"))) && text.contains("does not exist"),
+        "the output names the image: {text}"
+    );
+    assert_eq!(docker_ids(&fx), id_before, "the same containers still run");
+    assert_eq!(fx.running_version(), "1");
+    assert_eq!(snapshot(&root.module_dir("web"), &[]), installed);
+    assert_eq!(installed_version(&root), "1.0.0");
+}
+
+#[test]
+fn sync_of_an_unhealthy_compose_update_brings_the_old_containers_back() {
+    let fx = ComposeFixture::new("sync-unhealthy", &["1", "bad"], &[]);
+    let (repo, root) = installed_v1(&fx);
+    commit_web(&repo, &fx, "2.0.0", &fx.compose_file(&fx.image("bad")));
+    let (doc, out) = sync_json(&root, &repo);
+    assert_code(&out, 3);
+    let row = module_entry(&doc, "web");
+    assert_eq!(row["result"], "rolled_back", "{row}");
+    assert!(
+        row["error"]
+            .as_str()
+            .unwrap()
+            .contains("entry point failed"),
+        "{row}"
+    );
+    assert_eq!(row["rollback"]["ran"], true, "{row}");
+    assert_eq!(row["rollback"]["ok"], true, "{row}");
+    assert_eq!(row["rollback"]["step"], "rollback", "{row}");
+    assert_eq!(row["rollback"]["version"], "1.0.0", "{row}");
+    assert!(all_output(&out).contains("is unhealthy"), "{}", dump(&out));
+    let c = fx.containers();
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0].1, fx.image("1"), "the old image runs again");
+    assert_eq!((c[0].2.as_str(), c[0].3.as_str()), ("running", "healthy"));
+    assert_eq!(fx.running_version(), "1");
+    assert_eq!(installed_version(&root), "1.0.0");
+}
+
+#[test]
+fn sync_killed_during_a_compose_entry_is_repaired_and_converges() {
+    let fx = ComposeFixture::new("sync-killed", &["1", "2"], &[]);
+    let (repo, root) = installed_v1(&fx);
+    // A health check every 3 s keeps the entry waiting after `up` has replaced the container.
+    commit_web(
+        &repo,
+        &fx,
+        "2.0.0",
+        &fx.compose_file_checked_every(&fx.image("2"), 3),
+    );
+    let mut cmd = std::process::Command::new(updater_bin());
+    isolate_env(&mut cmd, root.home.path());
+    cmd.arg("--modules-path")
+        .arg(root.path())
+        .arg("--repo-url")
+        .arg(repo.url())
+        .arg("sync")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("start updater");
+    // Killed once the entry has started the new container (an event, not a delay).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if fx.containers().iter().any(|c| c.1 == fx.image("2")) {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "updater ended before the new container started"
+        );
+        assert!(std::time::Instant::now() < deadline, "no new container");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    assert_eq!(installed_version(&root), "1.0.0", "not committed");
+    assert!(
+        root.state_dir().join("journal.json").exists(),
+        "a journal was left"
+    );
+
+    let (doc, out) = sync_json(&root, &repo);
+    assert_code(&out, 0);
+    assert_eq!(
+        module_entry(&doc, "web")["result"],
+        "applied",
+        "{}",
+        dump(&out)
+    );
+    let c = fx.containers();
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0].1, fx.image("2"));
+    assert_eq!((c[0].2.as_str(), c[0].3.as_str()), ("running", "healthy"));
+    assert_eq!(fx.running_version(), "2");
+    assert_eq!(installed_version(&root), "2.0.0");
+    assert!(!root.state_dir().join("journal.json").exists());
+}
+
+/// The ids of the project's containers.
+fn docker_ids(fx: &ComposeFixture) -> String {
+    crate::common::docker::docker(&[
+        "ps",
+        "--all",
+        "--quiet",
+        "--no-trunc",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", fx.project),
+    ])
+}

@@ -271,8 +271,14 @@ impl ComposeFixture {
     /// A compose file with one service `web` running `image`, with a health check that passes
     /// when the image has `/healthy` (checked every second, unhealthy after two failures).
     pub fn compose_file(&self, image: &str) -> String {
+        self.compose_file_checked_every(image, 1)
+    }
+
+    /// [`ComposeFixture::compose_file`] with the health check every `secs` seconds (the first
+    /// result comes after `secs`).
+    pub fn compose_file_checked_every(&self, image: &str, secs: u32) -> String {
         format!(
-            "services:\n  web:\n    image: \"{image}\"\n    stop_grace_period: 2s\n    healthcheck:\n      test: [\"CMD\", \"/bin/test\", \"-f\", \"/healthy\"]\n      interval: 1s\n      timeout: 2s\n      retries: 2\n"
+            "services:\n  web:\n    image: \"{image}\"\n    stop_grace_period: 2s\n    healthcheck:\n      test: [\"CMD\", \"/bin/test\", \"-f\", \"/healthy\"]\n      interval: {secs}s\n      timeout: 2s\n      retries: 2\n"
         )
     }
 
@@ -293,20 +299,23 @@ impl ComposeFixture {
         ]);
         let mut out: Vec<(String, String, String, String)> = ids
             .split_whitespace()
-            .map(|id| {
-                let line = docker(&[
+            .filter_map(|id| {
+                // A container that Compose removed since `ps` is gone: left out.
+                let line = try_docker(&[
                     "inspect",
                     "--format",
                     "{{.Name}}|{{.Config.Image}}|{{.State.Status}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}",
                     id,
                 ]);
                 let p: Vec<&str> = line.splitn(4, '|').collect();
-                (
-                    p[0].trim_start_matches('/').to_string(),
-                    p[1].to_string(),
-                    p[2].to_string(),
-                    p.get(3).unwrap_or(&"").to_string(),
-                )
+                (p.len() >= 3).then(|| {
+                    (
+                        p[0].trim_start_matches('/').to_string(),
+                        p[1].to_string(),
+                        p[2].to_string(),
+                        p.get(3).unwrap_or(&"").to_string(),
+                    )
+                })
             })
             .collect();
         out.sort();
