@@ -360,3 +360,23 @@ fn docker_ids(fx: &ComposeFixture) -> String {
         &format!("label=com.docker.compose.project={}", fx.project),
     ])
 }
+
+#[test]
+fn sync_of_a_failed_first_compose_install_leaves_nothing_running() {
+    let fx = ComposeFixture::new("sync-first-bad", &["bad"], &[]);
+    let repo = UpdatesRepo::new();
+    commit_web(&repo, &fx, "1.0.0", &fx.compose_file(&fx.image("bad")));
+    let root = InstallRoot::new();
+    let (doc, out) = sync_json(&root, &repo);
+    assert_code(&out, 3);
+    let row = module_entry(&doc, "web");
+    assert_eq!(row["result"], "rolled_back", "{row}");
+    assert_eq!(row["rollback"]["ran"], false, "{row}");
+    assert!(all_output(&out).contains("is unhealthy"), "{}", dump(&out));
+    assert!(
+        fx.containers().is_empty(),
+        "the failed install was taken down: {:?}",
+        fx.containers()
+    );
+    assert!(installed_version(&root).is_null());
+}
