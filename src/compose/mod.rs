@@ -267,9 +267,13 @@ pub fn prepare(
 ) -> Result<()> {
     let services = file::read(compose_file)?;
     let registry = registry::Registry::new(docker, REGISTRY_TIMEOUT);
-    let mut images: Vec<&image::ImageRef> =
-        services.iter().filter_map(|s| s.image.as_ref()).collect();
-    images.dedup_by(|a, b| a.original == b.original);
+    // Each image once, in the order of the services (sorted by name).
+    let mut seen = std::collections::BTreeSet::new();
+    let images: Vec<&image::ImageRef> = services
+        .iter()
+        .filter_map(|s| s.image.as_ref())
+        .filter(|i| seen.insert(i.original.clone()))
+        .collect();
     let mut missing = Vec::new();
     for img in &images {
         match registry.check(img) {
