@@ -150,10 +150,21 @@ fn compose_blue_green_starts_the_new_beside_the_old_and_never_stops_the_old_on_f
 /// Writes module `web` (index.json at `version`, compose.yaml `compose`) into the repository
 /// and commits it.
 fn commit_web(repo: &UpdatesRepo, fx: &ComposeFixture, version: &str, compose: &str) {
+    commit_web_with(repo, fx, version, compose, "recreate");
+}
+
+/// [`commit_web`] with `metadata.compose.strategy`.
+fn commit_web_with(
+    repo: &UpdatesRepo,
+    fx: &ComposeFixture,
+    version: &str,
+    compose: &str,
+    strategy: &str,
+) {
     let index = json!({
         "metadata": {
             "schema_version": version,
-            "compose": { "project": fx.project, "health_timeout_secs": 60 }
+            "compose": { "project": fx.project, "health_timeout_secs": 60, "strategy": strategy }
         }
     });
     repo.write("modules/web/index.json", &to_json(&index));
@@ -379,4 +390,64 @@ fn sync_of_a_failed_first_compose_install_leaves_nothing_running() {
         fx.containers()
     );
     assert!(installed_version(&root).is_null());
+}
+
+#[test]
+fn sync_of_a_blue_green_compose_module_switches_colors_and_keeps_the_old_on_failure() {
+    let fx = ComposeFixture::new("sync-blue-green", &["1", "2", "bad"], &[]);
+    let (blue, green) = (
+        format!("{}-blue", fx.project),
+        format!("{}-green", fx.project),
+    );
+    let repo = UpdatesRepo::new();
+    let root = InstallRoot::new();
+    commit_web_with(
+        &repo,
+        &fx,
+        "1.0.0",
+        &fx.compose_file(&fx.image("1")),
+        "blue-green",
+    );
+    let (_, out) = sync_json(&root, &repo);
+    assert_code(&out, 0);
+    assert_eq!(fx.running_version_of(&blue), "1");
+
+    commit_web_with(
+        &repo,
+        &fx,
+        "2.0.0",
+        &fx.compose_file(&fx.image("2")),
+        "blue-green",
+    );
+    let (_, out) = sync_json(&root, &repo);
+    assert_code(&out, 0);
+    assert_eq!(fx.running_version_of(&green), "2");
+    assert!(
+        fx.containers_of(&blue).is_empty(),
+        "blue stopped after green was healthy"
+    );
+
+    let green_before = fx.containers_of(&green);
+    commit_web_with(
+        &repo,
+        &fx,
+        "3.0.0",
+        &fx.compose_file(&fx.image("bad")),
+        "blue-green",
+    );
+    let (doc, out) = sync_json(&root, &repo);
+    assert_code(&out, 3);
+    let row = module_entry(&doc, "web");
+    assert_eq!(row["result"], "rolled_back", "{row}");
+    assert_eq!(row["rollback"]["ok"], true, "{row}");
+    assert_eq!(
+        fx.containers_of(&green),
+        green_before,
+        "green never stopped"
+    );
+    assert!(
+        fx.containers_of(&blue).is_empty(),
+        "the failed blue was taken down"
+    );
+    assert_eq!(installed_version(&root), "2.0.0");
 }
