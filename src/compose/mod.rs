@@ -496,6 +496,45 @@ mod tests {
         assert!(e.contains("`metadata.entry` cannot be combined"), "{e}");
     }
 
+    /// Random and mutated inputs to every parser of this module: errors, never a panic.
+    #[test]
+    fn parsers_never_panic_on_mutated_input() {
+        let seeds = [
+            "services:\n  web:\n    image: \"127.0.0.1:5000/a/b:1@sha256:0123456789abcdef0123456789abcdef\"\n    build: .\n",
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:a:pull""#,
+            r#"{"auths": {"https://index.docker.io/v1/": {"auth": "dTpw"}, "h:1": {"username": "u", "password": "p"}}}"#,
+            "[::1]:5000/team/app:v1.2.3-rc.1",
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = b"{}[]:,\"'@/\\ \n\t-_.=$#&*!|>aZ09\x00\xff";
+        for round in 0..20_000 {
+            let mut bytes = seeds[round % seeds.len()].as_bytes().to_vec();
+            for _ in 0..(next() % 6 + 1) {
+                let pos = (next() as usize) % (bytes.len() + 1);
+                match next() % 3 {
+                    0 if pos < bytes.len() => {
+                        bytes.remove(pos);
+                    }
+                    1 if pos < bytes.len() => {
+                        bytes[pos] = alphabet[(next() as usize) % alphabet.len()];
+                    }
+                    _ => bytes.insert(pos, alphabet[(next() as usize) % alphabet.len()]),
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = file::parse(&text);
+            let _ = challenge::Challenge::parse(&text);
+            let _ = credentials::DockerConfig::parse(&text);
+            let _ = image::ImageRef::parse(&text);
+        }
+    }
+
     #[test]
     fn project_names_follow_compose_rules() {
         let d = declared(&json!({"metadata": {"compose": true}}))
