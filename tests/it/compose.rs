@@ -31,11 +31,17 @@ fn write_module_with(dir: &Path, fx: &ComposeFixture, version: &str, image: &str
 
 /// `updater compose <step> --dir <dir>` with a private HOME.
 fn step(step: &str, dir: &Path) -> Output {
+    step_with(step, dir, &[])
+}
+
+/// [`step`] with more arguments.
+fn step_with(step: &str, dir: &Path, more: &[&str]) -> Output {
     let home = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new(updater_bin());
     isolate_env(&mut cmd, home.path());
     cmd.args(["compose", step, "--dir"])
         .arg(dir)
+        .args(more)
         .stdin(std::process::Stdio::null());
     cmd.output().expect("run updater compose")
 }
@@ -450,4 +456,38 @@ fn sync_of_a_blue_green_compose_module_switches_colors_and_keeps_the_old_on_fail
         "the failed blue was taken down"
     );
     assert_eq!(installed_version(&root), "2.0.0");
+}
+
+#[test]
+fn compose_prepare_uses_the_docker_config_credentials_of_a_registry_that_demands_them() {
+    use crate::common::docker::{base_images, docker, AuthRegistry};
+    base_images();
+    let registry = AuthRegistry::start();
+    let config = tempfile::tempdir().unwrap();
+    registry.login(config.path());
+    let config_dir = config.path().to_str().unwrap();
+    let image = format!("{}/auth/app:1", registry.addr);
+    docker(&["tag", "updater-it/app:1", &image]);
+    docker(&["--config", config_dir, "push", "--quiet", &image]);
+    docker(&["rmi", &image]);
+    let fx = ComposeFixture::new("prep-auth", &[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    write_module(dir.path(), &fx, "1.0.0", &image);
+
+    let out = step("prepare", dir.path());
+    assert_code(&out, 1);
+    assert!(
+        all_output(&out).contains("asks for credentials and the Docker config file has none"),
+        "{}",
+        dump(&out)
+    );
+    assert!(!ComposeFixture::has_local(&image));
+
+    let out = step_with("prepare", dir.path(), &["--docker-config", config_dir]);
+    assert_code(&out, 0);
+    assert!(
+        ComposeFixture::has_local(&image),
+        "pulled with the credentials"
+    );
+    docker(&["rmi", &image]);
 }

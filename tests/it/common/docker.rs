@@ -187,7 +187,7 @@ fn start_registry() -> String {
 /// The local base images, made once per process: `updater-it/app:<v>` for v in `1`, `2` (both
 /// healthy: they have `/healthy`; `/version` says which) and `bad` (no `/healthy`: its health
 /// check fails).
-fn base_images() {
+pub fn base_images() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         require_docker();
@@ -398,5 +398,112 @@ impl Drop for ComposeFixture {
         for t in &self.tags {
             let _ = ok(Command::new("docker").args(["rmi", t]));
         }
+    }
+}
+
+/// The user and password of [`AuthRegistry`].
+pub const AUTH_USER: &str = "u";
+pub const AUTH_PASSWORD: &str = "secret-pw";
+/// bcrypt (cost 4) of [`AUTH_PASSWORD`], for the registry's htpasswd file.
+const AUTH_BCRYPT: &str = "$2b$04$EUViWQ.4qC72Ja.dy4KFSODnrOJKhDGmsi3ofztIEtQf2eqh1mnyy";
+
+/// A `docker-registry` of one test that demands HTTP basic credentials (htpasswd), on
+/// 127.0.0.1; killed when dropped.
+pub struct AuthRegistry {
+    pub addr: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl AuthRegistry {
+    pub fn start() -> AuthRegistry {
+        require_docker();
+        let dir = tempfile::Builder::new()
+            .prefix("updater-auth-registry.")
+            .tempdir()
+            .expect("tempdir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("port")
+            .port();
+        std::fs::write(
+            dir.path().join("htpasswd"),
+            format!("{AUTH_USER}:{AUTH_BCRYPT}\n"),
+        )
+        .unwrap();
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nauth:\n  htpasswd:\n    realm: updater-test\n    path: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("storage").display(),
+                dir.path().join("htpasswd").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new(which("docker-registry").expect("docker-registry"))
+            .arg("serve")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        AuthRegistry {
+            addr,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// `docker login` into this registry with a Docker config directory `config_dir` (which
+    /// then holds `auths.<addr>.auth`), leaving the machine's own config alone.
+    pub fn login(&self, config_dir: &Path) {
+        use std::io::Write;
+        let mut child = Command::new("docker")
+            .arg("--config")
+            .arg(config_dir)
+            .args([
+                "login",
+                "--username",
+                AUTH_USER,
+                "--password-stdin",
+                &self.addr,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker login");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(AUTH_PASSWORD.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker login failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for AuthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
