@@ -184,7 +184,7 @@ fn start_registry() -> String {
     addr
 }
 
-/// The local base images, made once per process: `updater-it/app:<v>` for v in `1`, `2` (both
+/// The local base images, made once per machine (kept between test processes): `updater-it/app:<v>` for v in `1`, `2` (both
 /// healthy: they have `/healthy`; `/version` says which) and `bad` (no `/healthy`: its health
 /// check fails).
 pub fn base_images() {
@@ -193,6 +193,10 @@ pub fn base_images() {
         require_docker();
         let bb = busybox().expect("busybox");
         for (tag, healthy) in [("1", true), ("2", true), ("bad", false)] {
+            // Kept from an earlier test process: the same busybox, the same files.
+            if ComposeFixture::has_local(&format!("updater-it/app:{tag}")) {
+                continue;
+            }
             let dir = tempfile::tempdir().expect("tempdir");
             let root = dir.path().join("root");
             std::fs::create_dir_all(root.join("bin")).unwrap();
