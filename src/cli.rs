@@ -422,6 +422,21 @@ pub enum CommandArg {
     /// The installed module names, one a line (for the completion scripts; read-only, no lock)
     #[command(name = "complete-modules", hide = true)]
     CompleteModules,
+    /// A Docker Compose module's lifecycle step, run by updater itself (prepare, up, rollback)
+    #[command(hide = true)]
+    Compose {
+        #[arg(value_parser = ["prepare", "up", "rollback"])]
+        step: String,
+        /// The module directory [default: the working directory]
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The module name [default: the directory's name]
+        #[arg(long)]
+        module: Option<String>,
+        /// The Docker config directory [default: $DOCKER_CONFIG, else ~/.docker]
+        #[arg(long)]
+        docker_config: Option<PathBuf>,
+    },
 }
 
 impl Cli {
@@ -464,6 +479,22 @@ impl Cli {
             (Some(CommandArg::SetBranch { module, branch }), _, _) => {
                 Command::SetBranch { module, branch }
             }
+            (
+                Some(CommandArg::Compose {
+                    step,
+                    dir,
+                    module,
+                    docker_config,
+                }),
+                _,
+                _,
+            ) => Command::Compose {
+                step: crate::compose::Step::parse(&step)
+                    .ok_or_else(|| anyhow::anyhow!("unknown compose step"))?,
+                dir: dir.map(absolute),
+                module,
+                docker_config: docker_config.map(absolute),
+            },
         };
         let command = match verb {
             Some(_) if explicit => {

@@ -33,6 +33,13 @@ pub enum Command {
         module: String,
         branch: String,
     },
+    /// `compose prepare|up|rollback` (hidden): a Docker Compose module's lifecycle step.
+    Compose {
+        step: crate::compose::Step,
+        dir: Option<PathBuf>,
+        module: Option<String>,
+        docker_config: Option<PathBuf>,
+    },
 }
 
 impl Command {
@@ -55,6 +62,7 @@ impl Command {
             Command::ModuleStatus(_) => "module-status",
             Command::Component { .. } => "component",
             Command::SetBranch { .. } => "set-branch",
+            Command::Compose { .. } => "compose",
         }
     }
 }

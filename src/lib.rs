@@ -13,6 +13,7 @@ pub mod checksum;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod compose;
 pub mod config;
 pub mod content;
 pub mod doctor;
@@ -147,5 +148,16 @@ fn dispatch(cfg: &Config) -> Result<ExitStatus> {
             enabled,
         } => manage::set_component(cfg, module, component, *enabled),
         Command::SetBranch { module, branch } => manage::set_branch(cfg, module, branch),
+        Command::Compose {
+            step,
+            dir,
+            module,
+            docker_config,
+        } => commands::compose(
+            *step,
+            dir.as_ref(),
+            module.as_deref(),
+            docker_config.as_ref(),
+        ),
     }
 }

@@ -64,6 +64,9 @@ impl Steps {
 /// its `main(args)`, else it is executed).
 pub fn steps(module: &ModuleIndex, dir: &Path) -> Result<Steps> {
     let shown = module.path.display();
+    if let Some(compose) = compose_steps(module, dir)? {
+        return Ok(compose);
+    }
     let declared = |key: &str, rel: &Option<String>| -> Result<Option<Program>> {
         match rel {
             None => Ok(None),
@@ -78,6 +81,54 @@ pub fn steps(module: &ModuleIndex, dir: &Path) -> Result<Steps> {
         health: module.health.as_deref().map(|rel| health_program(dir, rel)),
         rollback: declared("rollback", &module.rollback)?,
     })
+}
+
+/// Docker Compose modules (`metadata.compose`, README "Docker Compose modules"): prepare,
+/// entry and rollback are updater's own `updater compose prepare|up|rollback`; the health check
+/// stays the module's own (`metadata.health`), if it declares one.
+fn compose_steps(module: &ModuleIndex, dir: &Path) -> Result<Option<Steps>> {
+    let shown = module.path.display();
+    let env = crate::commands::settings::environment();
+    let Some(updater) = env.exe.as_deref() else {
+        if crate::compose::declared(&serde_json::Value::Object(module.doc.clone()))?.is_some() {
+            anyhow::bail!(
+                "{shown}: a Compose module needs updater's own path, which cannot be read"
+            );
+        }
+        return Ok(None);
+    };
+    let docker_config = env.docker_config.as_deref();
+    // A plan's index is slim (its raw document keeps `metadata.compose`, not `entry` and the
+    // rest), so the fields a Compose module may not declare are checked on the typed index too.
+    if module
+        .doc
+        .get("metadata")
+        .and_then(|m| m.get("compose"))
+        .is_some()
+    {
+        for (key, v) in [
+            ("entry", &module.entry),
+            ("prepare", &module.prepare),
+            ("rollback", &module.rollback),
+        ] {
+            if v.is_some() {
+                anyhow::bail!(
+                    "{shown}: `metadata.{key}` cannot be combined with `metadata.compose` (updater runs the Compose steps)"
+                );
+            }
+        }
+    }
+    let Some(p) = crate::compose::programs(&module.doc, dir, updater, docker_config)
+        .with_context(|| format!("{shown}: `metadata.compose`"))?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Steps {
+        prepare: Some(p.prepare),
+        entry: Some(p.up),
+        health: module.health.as_deref().map(|rel| health_program(dir, rel)),
+        rollback: Some(p.rollback),
+    }))
 }
 
 /// A health check runs as `python main(args)` when it is a `.py` file, else as an executable.

@@ -152,9 +152,10 @@ impl ModuleIndex {
         Self::parse(path, &text)
     }
 
-    /// The keys of `metadata` a plan reads from the raw document (the fleet rules); a plan
-    /// keeps only these ([`ModuleIndex::slim`]).
-    pub const PLAN_KEYS: &'static [&'static str] = &["rollout", "targets"];
+    /// The keys of `metadata` a plan reads from the raw document (the fleet rules, and
+    /// `compose`, from which `lifecycle::steps` makes a Compose module's steps); a plan keeps
+    /// only these ([`ModuleIndex::slim`]).
+    pub const PLAN_KEYS: &'static [&'static str] = &["rollout", "targets", "compose"];
 
     /// Drops the raw document but for `metadata`'s [`ModuleIndex::PLAN_KEYS`], so that a plan
     /// of 10,000 modules does not hold 10,000 JSON documents. A slim index refuses to be
@@ -717,5 +718,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/etc", dir.path().join("m")).unwrap();
         assert!(check_tree(&dir.path().join("m")).is_err());
+    }
+
+    #[test]
+    fn a_slim_index_keeps_what_the_plan_and_the_lifecycle_read() {
+        let text = r#"{"metadata": {"schema_version": "1", "description": "x",
+            "rollout": {"percent": 10}, "compose": {"file": "compose.yaml"}}}"#;
+        let mut m = ModuleIndex::parse(Path::new("/m/index.json"), text).unwrap();
+        m.slim();
+        let meta = m.doc["metadata"].as_object().unwrap();
+        assert!(meta.contains_key("compose"));
+        assert!(meta.contains_key("rollout"));
+        assert!(!meta.contains_key("description"));
     }
 }

@@ -8,6 +8,7 @@
 //! command. A new command goes in a new file here, wired in `lib::dispatch`.
 
 mod check;
+mod compose;
 mod enable;
 mod index;
 mod repo;
@@ -18,6 +19,7 @@ mod status;
 mod sync;
 
 pub use check::check;
+pub use compose::compose;
 pub use enable::set_enabled;
 pub use rollback::rollback;
 pub(crate) use session::open;

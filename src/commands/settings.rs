@@ -1,8 +1,8 @@
 //! The settings stage: the one reader of the process environment (`UPDATER_PYTHON`,
 //! `UPDATER_CRASH_AT`, `UPDATER_FRAMEWORK_FAIL_AT`, `UPDATER_HOOK_TIMEOUT_SECS`,
 //! `UPDATER_NO_FORKSERVER`, `UPDATER_MACHINE_ID_FILE`, `UPDATER_NOW`, `RUST_LOG`, `JOURNAL_STREAM`,
-//! the working directory; the one
-//! writer too: `SSL_CERT_FILE`, see
+//! `DOCKER_CONFIG`, `HOME`, `UPDATER_FROM_VERSION` (Compose modules), the working directory; the
+//! one writer too: `SSL_CERT_FILE`, see
 //! [`prepare_git`]) and of the installed global index's settings (`repository_url`,
 //! `branch`, `require_signed`, `python`, `run`, `window`; and the inhibit switch, see [`inhibit`]). Each command resolves them here, once, into
 //! [`RepoSettings`] (where to sync from and whom to trust) and [`RunSettings`] (how to run
@@ -47,6 +47,16 @@ pub struct Environment {
     /// `$JOURNAL_STREAM` (`DEV:INODE`, set by systemd): when it names the stream the log goes
     /// to, log lines are written for journald (see `logging`).
     pub journal_stream: Option<String>,
+    /// `$DOCKER_CONFIG` (non-empty): the directory of the Docker config file (see
+    /// [`docker_config_file`]).
+    pub docker_config: Option<PathBuf>,
+    /// `$HOME` (non-empty): `~/.docker/config.json` when `$DOCKER_CONFIG` is unset.
+    pub home: Option<PathBuf>,
+    /// `$UPDATER_FROM_VERSION`, as the runner sets it for a module's programs (empty for a new
+    /// module): `updater compose up` takes a failed first install down again.
+    pub from_version: Option<String>,
+    /// This binary (`/proc/self/exe`): the program of Docker Compose modules' steps.
+    pub exe: Option<PathBuf>,
 }
 
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
@@ -80,12 +90,31 @@ pub fn environment() -> &'static Environment {
             journal_stream: std::env::var("JOURNAL_STREAM")
                 .ok()
                 .filter(|v| !v.is_empty()),
+            docker_config: std::env::var_os("DOCKER_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            home: std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            from_version: std::env::var("UPDATER_FROM_VERSION").ok(),
+            exe: std::env::current_exe().ok(),
         };
         crate::logging::arm(env.rust_log.clone(), env.journal_stream.clone());
         crate::fault::arm(env.crash_at.clone());
         crate::framework::arm_failure(env.framework_fail_at.clone());
         env
     })
+}
+
+/// The Docker config file whose `auths` give registry credentials to Compose modules (as the
+/// docker CLI finds it): `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`.
+pub fn docker_config_file() -> Option<PathBuf> {
+    let env = environment();
+    match (&env.docker_config, &env.home) {
+        (Some(dir), _) => Some(dir.join("config.json")),
+        (None, Some(home)) => Some(home.join(".docker").join("config.json")),
+        (None, None) => None,
+    }
 }
 
 /// The clone updater syncs: `--local-repo`, else `<modules-path>/.updater/repo`.

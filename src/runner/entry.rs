@@ -15,13 +15,16 @@ pub enum Program {
     /// A Python file (absolute path; normally `index.py`) defining `main(args)`, run in its own
     /// Python process.
     PythonMain(PathBuf),
+    /// A program with fixed arguments (absolute path, possibly outside the module), e.g.
+    /// updater itself as a Docker Compose module's steps (`updater compose up …`).
+    Exec(PathBuf, Vec<String>),
 }
 
 impl Program {
     /// The file that runs.
     pub fn path(&self) -> &Path {
         match self {
-            Program::Executable(path) | Program::PythonMain(path) => path,
+            Program::Executable(path) | Program::PythonMain(path) | Program::Exec(path, _) => path,
         }
     }
 }

@@ -104,7 +104,10 @@ fn run_in(registry: &Registry, spec: &RunSpec) -> Result<RunOutcome> {
     log::trace!("process: [{}] {}", spec.module, describe(spec));
     let started = Instant::now();
     let verdict = match spec.program {
-        Program::Executable(path) => run_executable(spec, path, &output).map(|v| (v, None)),
+        Program::Executable(path) => {
+            run_executable(spec, path, spec.args.unwrap_or_default(), &output).map(|v| (v, None))
+        }
+        Program::Exec(path, args) => run_executable(spec, path, args, &output).map(|v| (v, None)),
         Program::PythonMain(file) => run_python_main(registry, spec, file, &output),
     };
     let duration = started.elapsed();
@@ -151,9 +154,13 @@ fn run_in(registry: &Registry, spec: &RunSpec) -> Result<RunOutcome> {
 fn describe(spec: &RunSpec) -> String {
     let mut text = String::new();
     match spec.program {
-        Program::Executable(path) => {
+        Program::Executable(path) | Program::Exec(path, _) => {
             let _ = write!(text, "running {}", path.display());
-            for arg in spec.args.unwrap_or_default() {
+            let args = match spec.program {
+                Program::Exec(_, args) => args.as_slice(),
+                _ => spec.args.unwrap_or_default(),
+            };
+            for arg in args {
                 let _ = write!(text, " {arg:?}");
             }
         }
@@ -173,9 +180,14 @@ fn describe(spec: &RunSpec) -> String {
     text
 }
 
-fn run_executable(spec: &RunSpec, path: &Path, output: &Arc<Output>) -> Result<Verdict> {
+fn run_executable(
+    spec: &RunSpec,
+    path: &Path,
+    args: &[String],
+    output: &Arc<Output>,
+) -> Result<Verdict> {
     let mut command = Command::new(path);
-    command.args(spec.args.unwrap_or_default());
+    command.args(args);
     Ok(match run_process(spec, command, &base_env(), output)? {
         Ended::NotStarted(reason) => Verdict::Failure(reason),
         Ended::TimedOut => Verdict::Failure(timeout_reason(spec.timeout)),

@@ -12,6 +12,7 @@ mod common;
 mod bundle;
 mod cache;
 mod check;
+mod compose;
 mod core;
 mod crash;
 mod fleet;
@@ -51,7 +52,11 @@ fn no_test_module_changes_process_wide_state() {
         concat!("sig", "action("),
     ];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
-    let mut files = vec![dir.join("common/mod.rs"), dir.join("common/homeserver.rs")];
+    let mut files = vec![
+        dir.join("common/mod.rs"),
+        dir.join("common/homeserver.rs"),
+        dir.join("common/docker.rs"),
+    ];
     for entry in std::fs::read_dir(&dir).expect("read tests/it") {
         let path = entry.expect("entry of tests/it").path();
         if path.extension().is_some_and(|e| e == "rs") {

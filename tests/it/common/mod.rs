@@ -5,6 +5,8 @@
 //! also runs with a private `HOME`, so nothing from the host can leak into a decision.
 #![allow(dead_code)]
 
+/// Docker engine, registry and image fixtures of the Compose tests (`compose` module).
+pub mod docker;
 /// The HOMESERVER-shaped repository of the drop-in tests (`homeserver` module).
 pub mod homeserver;
 
