@@ -118,6 +118,11 @@ const ENVIRONMENT: &[(&str, &str)] = &[
          <N> priority prefix and no timestamp (journalctl -p works).",
     ),
     (
+        "DOCKER_CONFIG",
+        "Directory of the Docker config file (config.json) whose registry credentials Docker \
+         Compose modules use; else ~/.docker.",
+    ),
+    (
         "SSL_CERT_FILE, SSL_CERT_DIR",
         "CA certificates for https remotes (OpenSSL's variables).",
     ),
