@@ -1,7 +1,10 @@
 //! Docker Compose modules against the real engine and a real registry (`common::docker`): the
 //! hidden `updater compose prepare|up|rollback` steps on their own, and whole syncs of Compose
 //! modules (a good update, a tag that does not exist, an unhealthy new version, a killed run).
-//! Each test has its own images and project, removed when it ends; without Docker a test fails.
+//! Each test has its own images and project, removed when it ends. They need more than Rust, git
+//! and python3 (a Docker engine, `docker-registry`, `busybox-static`), so a plain `cargo test`
+//! lists them as ignored and `.ci/run` installs those and runs them (`cargo test --test it --
+//! --ignored`); run that way without Docker, a test fails, it never skips.
 
 use std::path::Path;
 use std::process::Output;
@@ -47,6 +50,7 @@ fn step_with(step: &str, dir: &Path, more: &[&str]) -> Output {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static; .ci/run installs them and runs these (cargo test --test it -- --ignored)"]
 fn compose_prepare_checks_the_registry_then_pulls_every_image() {
     let fx = ComposeFixture::new("prep-pull", &["1"], &["1"]);
     assert!(!ComposeFixture::has_local(&fx.image("1")));
@@ -64,6 +68,7 @@ fn compose_prepare_checks_the_registry_then_pulls_every_image() {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static; .ci/run installs them and runs these (cargo test --test it -- --ignored)"]
 fn compose_prepare_names_the_image_whose_tag_is_missing_and_pulls_nothing() {
     let fx = ComposeFixture::new("prep-missing", &["1"], &["1"]);
     let dir = tempfile::tempdir().unwrap();
@@ -77,6 +82,7 @@ fn compose_prepare_names_the_image_whose_tag_is_missing_and_pulls_nothing() {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static; .ci/run installs them and runs these (cargo test --test it -- --ignored)"]
 fn compose_up_waits_for_health_and_rollback_brings_the_old_containers_back() {
     let fx = ComposeFixture::new("up-rollback", &["1", "bad"], &[]);
     let old = tempfile::tempdir().unwrap();
@@ -105,6 +111,7 @@ fn compose_up_waits_for_health_and_rollback_brings_the_old_containers_back() {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static; .ci/run installs them and runs these (cargo test --test it -- --ignored)"]
 fn compose_blue_green_starts_the_new_beside_the_old_and_never_stops_the_old_on_failure() {
     let fx = ComposeFixture::new("blue-green", &["1", "2", "bad"], &[]);
     let (blue, green) = (
@@ -209,6 +216,7 @@ fn installed_version(root: &InstallRoot) -> serde_json::Value {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static; .ci/run installs them and runs these (cargo test --test it -- --ignored)"]
 fn sync_of_a_compose_module_checks_pulls_and_runs_the_new_image() {
     let fx = ComposeFixture::new("sync-good", &["1", "2"], &["1", "2"]);
     let (repo, root) = installed_v1(&fx);
@@ -244,6 +252,7 @@ fn sync_of_a_compose_module_checks_pulls_and_runs_the_new_image() {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static; .ci/run installs them and runs these (cargo test --test it -- --ignored)"]
 fn sync_of_a_compose_module_whose_tag_does_not_exist_changes_nothing_and_names_the_image() {
     let fx = ComposeFixture::new("sync-missing", &["1"], &[]);
     let (repo, root) = installed_v1(&fx);
@@ -274,6 +283,7 @@ fn sync_of_a_compose_module_whose_tag_does_not_exist_changes_nothing_and_names_t
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static; .ci/run installs them and runs these (cargo test --test it -- --ignored)"]
 fn sync_of_an_unhealthy_compose_update_brings_the_old_containers_back() {
     let fx = ComposeFixture::new("sync-unhealthy", &["1", "bad"], &[]);
     let (repo, root) = installed_v1(&fx);
@@ -303,6 +313,7 @@ fn sync_of_an_unhealthy_compose_update_brings_the_old_containers_back() {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static; .ci/run installs them and runs these (cargo test --test it -- --ignored)"]
 fn sync_killed_during_a_compose_entry_is_repaired_and_converges() {
     let fx = ComposeFixture::new("sync-killed", &["1", "2"], &[]);
     let (repo, root) = installed_v1(&fx);
@@ -379,6 +390,7 @@ fn docker_ids(fx: &ComposeFixture) -> String {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static; .ci/run installs them and runs these (cargo test --test it -- --ignored)"]
 fn sync_of_a_failed_first_compose_install_leaves_nothing_running() {
     let fx = ComposeFixture::new("sync-first-bad", &["bad"], &[]);
     let repo = UpdatesRepo::new();
@@ -399,6 +411,7 @@ fn sync_of_a_failed_first_compose_install_leaves_nothing_running() {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static; .ci/run installs them and runs these (cargo test --test it -- --ignored)"]
 fn sync_of_a_blue_green_compose_module_switches_colors_and_keeps_the_old_on_failure() {
     let fx = ComposeFixture::new("sync-blue-green", &["1", "2", "bad"], &[]);
     let (blue, green) = (
@@ -459,6 +472,7 @@ fn sync_of_a_blue_green_compose_module_switches_colors_and_keeps_the_old_on_fail
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static; .ci/run installs them and runs these (cargo test --test it -- --ignored)"]
 fn compose_prepare_uses_the_docker_config_credentials_of_a_registry_that_demands_them() {
     use crate::common::docker::{base_images, docker, AuthRegistry};
     base_images();

@@ -82,6 +82,7 @@ fn man_page_refers_to_no_page_that_is_not_shipped() {
 }
 
 #[test]
+#[ignore = "needs groff; .ci/run installs it and runs these (cargo test --test it -- --ignored)"]
 fn man_page_renders_without_groff_warnings() {
     let root = InstallRoot::new();
     let page = updater_env(&root).arg("man").output().unwrap().stdout;
@@ -251,6 +252,7 @@ fn bash_completes_installed_module_names() {
 }
 
 #[test]
+#[ignore = "needs fish; .ci/run installs it and runs these (cargo test --test it -- --ignored)"]
 fn fish_completes_installed_module_names() {
     let root = root_with_modules();
     let script = script(&root, "fish");
@@ -283,6 +285,7 @@ fn fish_completes_installed_module_names() {
 }
 
 #[test]
+#[ignore = "needs zsh; .ci/run installs it and runs these (cargo test --test it -- --ignored)"]
 fn zsh_completes_installed_module_names() {
     let root = root_with_modules();
     let script = script(&root, "zsh");
@@ -344,6 +347,7 @@ fn zsh_completes_installed_module_names() {
 }
 
 #[test]
+#[ignore = "needs zsh; .ci/run installs it and runs these (cargo test --test it -- --ignored)"]
 fn zsh_completes_module_names_in_an_interactive_shell() {
     let root = root_with_modules();
     let script = script(&root, "zsh");
