@@ -29,6 +29,16 @@ pub fn read_to_string(path: &Path) -> Result<String> {
     fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// Reads a whole file as UTF-8 text; `None` when it does not exist (any other error names it).
+pub fn read_optional(path: &Path) -> Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        other => other
+            .map(Some)
+            .with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 /// The error of opening `path` without following a final symlink (`O_NOFOLLOW`), worded for
 /// what happened: missing, a symlink (refused), or the system's own reason.
 pub fn open_error(path: &Path, e: std::io::Error) -> anyhow::Error {

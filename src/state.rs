@@ -45,14 +45,11 @@ impl State {
     /// Reads the state file; a missing one is an empty state. A corrupt one is an error naming
     /// the file (it is never silently discarded).
     pub fn load(path: &Path) -> Result<State> {
-        let text = match std::fs::read_to_string(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(State {
-                    path: path.to_path_buf(),
-                    ..State::default()
-                })
-            }
-            other => other.with_context(|| format!("reading {}", path.display()))?,
+        let Some(text) = crate::fs::read_optional(path)? else {
+            return Ok(State {
+                path: path.to_path_buf(),
+                ..State::default()
+            });
         };
         let mut state = parse(&text).with_context(|| {
             format!(
@@ -80,14 +77,11 @@ impl State {
             #[serde(default, rename = "modules")]
             _modules: serde::de::IgnoredAny,
         }
-        let text = match std::fs::read_to_string(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(State {
-                    path: path.to_path_buf(),
-                    ..State::default()
-                })
-            }
-            other => other.with_context(|| format!("reading {}", path.display()))?,
+        let Some(text) = crate::fs::read_optional(path)? else {
+            return Ok(State {
+                path: path.to_path_buf(),
+                ..State::default()
+            });
         };
         let parsed = (|| -> Result<State> {
             if !text.trim_start().starts_with('{') {
