@@ -150,6 +150,50 @@ pub fn project_name(module: &str, d: &Declared) -> Result<String> {
     Ok(name)
 }
 
+/// The Compose projects a module runs as: its project, or both colors of a blue/green one.
+pub fn projects_of(module: &str, d: &Declared) -> Result<Vec<String>> {
+    let project = project_name(module, d)?;
+    Ok(match d.strategy {
+        Strategy::Recreate => vec![project],
+        Strategy::BlueGreen => colors(&project).to_vec(),
+    })
+}
+
+/// Compose modules (name, index document) whose projects collide with another's (the same
+/// `project`, or a blue/green color that is another module's project): an error for each of
+/// them naming the project and the other module. Two modules in one project would remove each
+/// other's containers (`up --remove-orphans`, a failed first install's `down`). Modules whose
+/// `metadata.compose` is malformed are left to their own error.
+pub fn project_collisions<'a>(
+    modules: impl IntoIterator<Item = (&'a str, &'a serde_json::Map<String, Value>)>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut owners: std::collections::BTreeMap<String, Vec<&'a str>> = Default::default();
+    for (name, doc) in modules {
+        let Ok(Some(d)) = declared_in(doc.get("metadata")) else {
+            continue;
+        };
+        for p in projects_of(name, &d).unwrap_or_default() {
+            let list = owners.entry(p).or_default();
+            if !list.contains(&name) {
+                list.push(name);
+            }
+        }
+    }
+    let mut errors = std::collections::BTreeMap::new();
+    for (project, names) in owners.iter().filter(|(_, n)| n.len() > 1) {
+        for name in names {
+            let others: Vec<&str> = names.iter().copied().filter(|n| n != name).collect();
+            errors.entry(name.to_string()).or_insert_with(|| {
+                format!(
+                    "compose project {project:?} is also run by module {}: each Compose module needs its own project (metadata.compose.project; a blue/green one uses <project>-blue and <project>-green)",
+                    others.join(", ")
+                )
+            });
+        }
+    }
+    errors
+}
+
 /// One module directory to act on.
 #[derive(Debug, Clone)]
 pub struct Target {
