@@ -49,3 +49,68 @@ fn compose_modules_sharing_a_project_name_are_invalid_and_never_run() {
     }
     assert_eq!(module_entry(&doc, "plain")["result"], "applied");
 }
+
+#[test]
+fn a_relative_docker_config_is_the_one_of_updaters_working_directory() {
+    use std::io::{BufRead, BufReader, Write};
+    // A registry on 127.0.0.1 that demands basic credentials and, given them, says the tag does
+    // not exist (so prepare fails at the registry check and nothing is pulled). Two requests at
+    // most: the first is challenged, the second carries the credentials or never comes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for _ in 0..2 {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut auth = String::new();
+            let mut h = String::new();
+            while reader.read_line(&mut h).unwrap_or(0) > 0 && h != "\r\n" {
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("authorization") {
+                        auth = v.trim().to_string();
+                    }
+                }
+                h.clear();
+            }
+            let answer = if auth == "Basic dTpw" {
+                "404 Not Found\r\n"
+            } else {
+                "401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\n"
+            };
+            let mut s = stream;
+            let _ = write!(
+                s,
+                "HTTP/1.1 {answer}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    let repo = UpdatesRepo::new();
+    let index = json!({"metadata": {"schema_version": "1.0.0", "compose": true}});
+    repo.write("modules/web/index.json", &to_json(&index));
+    repo.write(
+        "modules/web/compose.yaml",
+        &format!("services:\n  app:\n    image: \"127.0.0.1:{port}/team/app:1\"\n"),
+    );
+    repo.commit("web");
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(cwd.path().join("dc")).unwrap();
+    std::fs::write(
+        cwd.path().join("dc/config.json"),
+        format!(r#"{{"auths": {{"127.0.0.1:{port}": {{"auth": "dTpw"}}}}}}"#),
+    )
+    .unwrap();
+    let root = InstallRoot::new();
+    let mut cmd = updater(&root, &repo);
+    cmd.current_dir(cwd.path())
+        .env("DOCKER_CONFIG", "dc")
+        .args(["sync", "--json"]);
+    let out = run(cmd);
+    let doc = json_of(&out);
+    let e = error_of(&doc, "web");
+    // The credentials of ./dc/config.json reached the registry: it answered the tag is missing.
+    assert!(e.contains("prepare failed"), "{e}");
+    let all = all_output(&out);
+    assert!(all.contains("tag \"1\" does not exist"), "{}", dump(&out));
+}
