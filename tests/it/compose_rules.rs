@@ -51,6 +51,34 @@ fn compose_modules_sharing_a_project_name_are_invalid_and_never_run() {
 }
 
 #[test]
+fn a_compose_module_taking_the_project_of_an_installed_orphan_is_invalid() {
+    let repo = UpdatesRepo::new();
+    repo.add_module("plain", "1.0.0");
+    repo.commit("plain");
+    let root = InstallRoot::new();
+    // `old` is installed (its containers run as project "shop") and gone from the repository.
+    let old = tempfile::tempdir().unwrap();
+    let index = json!({"metadata": {"schema_version": "1.0.0", "compose": {"project": "shop"}}});
+    std::fs::write(old.path().join("index.json"), to_json(&index)).unwrap();
+    std::fs::write(old.path().join("compose.yaml"), "services: {}\n").unwrap();
+    root.install(old.path(), "old");
+    compose_module(&repo, "new", json!({"project": "shop"}));
+    repo.commit("new takes project shop");
+    let mut cmd = updater(&root, &repo);
+    cmd.args(["sync", "--json"]);
+    let out = run(cmd);
+    let doc = json_of(&out);
+    assert_eq!(decision(&doc, "new"), "invalid", "{}", dump(&out));
+    let e = error_of(&doc, "new");
+    assert!(
+        e.contains("compose project \"shop\"") && e.contains("old"),
+        "{e}"
+    );
+    assert_eq!(decision(&doc, "old"), "orphaned");
+    assert!(!root.module_dir("new").exists());
+}
+
+#[test]
 fn a_relative_docker_config_is_the_one_of_updaters_working_directory() {
     use std::io::{BufRead, BufReader, Write};
     // A registry on 127.0.0.1 that demands basic credentials and, given them, says the tag does
