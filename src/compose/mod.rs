@@ -150,13 +150,12 @@ pub fn project_name(module: &str, d: &Declared) -> Result<String> {
     Ok(name)
 }
 
-/// The Compose projects a module runs as: its project, or both colors of a blue/green one.
+/// The Compose projects a module may run as, whatever its strategy: its project and both
+/// colors (a change of strategy takes down the other strategy's, `down_other_strategy`).
 pub fn projects_of(module: &str, d: &Declared) -> Result<Vec<String>> {
     let project = project_name(module, d)?;
-    Ok(match d.strategy {
-        Strategy::Recreate => vec![project],
-        Strategy::BlueGreen => colors(&project).to_vec(),
-    })
+    let [blue, green] = colors(&project);
+    Ok(vec![project, blue, green])
 }
 
 /// Compose modules (name, index document) whose projects collide with another's (the same
@@ -185,7 +184,7 @@ pub fn project_collisions<'a>(
             let others: Vec<&str> = names.iter().copied().filter(|n| n != name).collect();
             errors.entry(name.to_string()).or_insert_with(|| {
                 format!(
-                    "compose project {project:?} is also run by module {}: each Compose module needs its own project (metadata.compose.project; a blue/green one uses <project>-blue and <project>-green)",
+                    "compose project {project:?} is also run by module {}: each Compose module needs its own project (metadata.compose.project), and reserves <project>-blue and <project>-green too",
                     others.join(", ")
                 )
             });
@@ -289,13 +288,16 @@ pub fn run(step: Step, target: &Target, docker: &DockerConfig) -> Result<()> {
                             log::error!("{e:#}");
                         }
                     }
-                    result
+                    result?;
+                    down_other_strategy(&engine, dir, &compose_file, &project, d.strategy)
                 }
                 (Strategy::BlueGreen, Step::Up) => {
-                    blue_green_up(&engine, dir, &compose_file, &project, d.health_timeout)
+                    blue_green_up(&engine, dir, &compose_file, &project, d.health_timeout)?;
+                    down_other_strategy(&engine, dir, &compose_file, &project, d.strategy)
                 }
                 (Strategy::BlueGreen, _) => {
-                    blue_green_restore(&engine, dir, &compose_file, &project, d.health_timeout)
+                    blue_green_restore(&engine, dir, &compose_file, &project, d.health_timeout)?;
+                    down_other_strategy(&engine, dir, &compose_file, &project, d.strategy)
                 }
             }
         }
@@ -347,6 +349,30 @@ pub fn up(
 ) -> Result<()> {
     engine.up(project, compose_file, dir)?;
     engine::wait_healthy(project, health_timeout)
+}
+
+/// Once the module's project (or color) runs healthy: takes down what its other strategy left
+/// running (a change of `metadata.compose.strategy`, or a rollback across one): the colors of a
+/// `recreate` module, the plain project of a `blue-green` one. Every Compose module reserves all
+/// three names ([`projects_of`]), so these are never another module's.
+fn down_other_strategy(
+    engine: &engine::Engine,
+    dir: &Path,
+    compose_file: &Path,
+    project: &str,
+    strategy: Strategy,
+) -> Result<()> {
+    let others = match strategy {
+        Strategy::Recreate => colors(project).to_vec(),
+        Strategy::BlueGreen => vec![project.to_string()],
+    };
+    for p in others {
+        if !engine::project_states(&p)?.is_empty() {
+            log::info!("compose project {p} was left by the module's other strategy; stopping it");
+            engine.down(&p, compose_file, dir)?;
+        }
+    }
+    Ok(())
 }
 
 /// The two project names of a blue/green module.
