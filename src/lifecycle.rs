@@ -97,7 +97,13 @@ fn compose_steps(module: &ModuleIndex, dir: &Path) -> Result<Option<Steps>> {
         }
         return Ok(None);
     };
-    let docker_config = env.docker_config.as_deref();
+    // A relative `$DOCKER_CONFIG` is updater's working directory's, as the docker CLI reads it;
+    // the step runs from the module directory, so it gets the absolute path.
+    let docker_config = match (&env.docker_config, &env.cwd) {
+        (Some(d), Some(cwd)) if d.is_relative() => Some(cwd.join(d)),
+        (d, _) => d.clone(),
+    };
+    let docker_config = docker_config.as_deref();
     // A plan's index is slim (its raw document keeps `metadata.compose`, not `entry` and the
     // rest), so the fields a Compose module may not declare are checked on the typed index too.
     if module

@@ -339,7 +339,20 @@ pub fn plan_sides(
         }
         out
     };
-    let dep_errors = dependency_errors(&repo_side, &names);
+    let mut dep_errors = dependency_errors(&repo_side, &names);
+    // Compose modules whose projects collide are invalid too (README "Docker Compose modules"),
+    // also with an installed module the repository no longer has (its containers still run).
+    let gone = installed
+        .modules
+        .iter()
+        .filter(|(n, _)| !repo_side.contains_key(*n));
+    let docs = repo_side
+        .iter()
+        .chain(gone)
+        .filter_map(|(n, m)| m.as_ref().ok().map(|m| (n.as_str(), &m.doc)));
+    for (name, e) in crate::compose::project_collisions(docs) {
+        dep_errors.entry(name).or_insert(e);
+    }
 
     plan.modules
         .reserve_exact(names.len() + repo_bad_names.len() + installed.bad_names.len());

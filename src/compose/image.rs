@@ -96,16 +96,21 @@ impl ImageRef {
     /// Whether the registry is on this machine (`localhost`, `127.0.0.0/8`, `[::1]`): Docker
     /// talks plain HTTP to such a registry, and so does updater.
     pub fn is_loopback(&self) -> bool {
-        let host = match self.registry.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => self.registry.split(':').next().unwrap_or(""),
-        };
-        host == "localhost"
-            || host == "::1"
-            || host
-                .parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| ip.is_loopback())
+        is_loopback_host(&self.registry)
     }
+}
+
+/// Whether `host[:port]` (or `[v6]:port`) names this machine: `localhost`, `127.0.0.0/8`, `::1`.
+pub fn is_loopback_host(host_port: &str) -> bool {
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    host == "localhost"
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl fmt::Display for ImageRef {

@@ -150,6 +150,49 @@ pub fn project_name(module: &str, d: &Declared) -> Result<String> {
     Ok(name)
 }
 
+/// The Compose projects a module may run as, whatever its strategy: its project and both
+/// colors (a change of strategy takes down the other strategy's, `down_other_strategy`).
+pub fn projects_of(module: &str, d: &Declared) -> Result<Vec<String>> {
+    let project = project_name(module, d)?;
+    let [blue, green] = colors(&project);
+    Ok(vec![project, blue, green])
+}
+
+/// Compose modules (name, index document) whose projects collide with another's (the same
+/// `project`, or a blue/green color that is another module's project): an error for each of
+/// them naming the project and the other module. Two modules in one project would remove each
+/// other's containers (`up --remove-orphans`, a failed first install's `down`). Modules whose
+/// `metadata.compose` is malformed are left to their own error.
+pub fn project_collisions<'a>(
+    modules: impl IntoIterator<Item = (&'a str, &'a serde_json::Map<String, Value>)>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut owners: std::collections::BTreeMap<String, Vec<&'a str>> = Default::default();
+    for (name, doc) in modules {
+        let Ok(Some(d)) = declared_in(doc.get("metadata")) else {
+            continue;
+        };
+        for p in projects_of(name, &d).unwrap_or_default() {
+            let list = owners.entry(p).or_default();
+            if !list.contains(&name) {
+                list.push(name);
+            }
+        }
+    }
+    let mut errors = std::collections::BTreeMap::new();
+    for (project, names) in owners.iter().filter(|(_, n)| n.len() > 1) {
+        for name in names {
+            let others: Vec<&str> = names.iter().copied().filter(|n| n != name).collect();
+            errors.entry(name.to_string()).or_insert_with(|| {
+                format!(
+                    "compose project {project:?} is also run by module {}: each Compose module needs its own project (metadata.compose.project), and reserves <project>-blue and <project>-green too",
+                    others.join(", ")
+                )
+            });
+        }
+    }
+    errors
+}
+
 /// One module directory to act on.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -245,13 +288,16 @@ pub fn run(step: Step, target: &Target, docker: &DockerConfig) -> Result<()> {
                             log::error!("{e:#}");
                         }
                     }
-                    result
+                    result?;
+                    down_other_strategy(&engine, dir, &compose_file, &project, d.strategy)
                 }
                 (Strategy::BlueGreen, Step::Up) => {
-                    blue_green_up(&engine, dir, &compose_file, &project, d.health_timeout)
+                    blue_green_up(&engine, dir, &compose_file, &project, d.health_timeout)?;
+                    down_other_strategy(&engine, dir, &compose_file, &project, d.strategy)
                 }
                 (Strategy::BlueGreen, _) => {
-                    blue_green_restore(&engine, dir, &compose_file, &project, d.health_timeout)
+                    blue_green_restore(&engine, dir, &compose_file, &project, d.health_timeout)?;
+                    down_other_strategy(&engine, dir, &compose_file, &project, d.strategy)
                 }
             }
         }
@@ -303,6 +349,30 @@ pub fn up(
 ) -> Result<()> {
     engine.up(project, compose_file, dir)?;
     engine::wait_healthy(project, health_timeout)
+}
+
+/// Once the module's project (or color) runs healthy: takes down what its other strategy left
+/// running (a change of `metadata.compose.strategy`, or a rollback across one): the colors of a
+/// `recreate` module, the plain project of a `blue-green` one. Every Compose module reserves all
+/// three names ([`projects_of`]), so these are never another module's.
+fn down_other_strategy(
+    engine: &engine::Engine,
+    dir: &Path,
+    compose_file: &Path,
+    project: &str,
+    strategy: Strategy,
+) -> Result<()> {
+    let others = match strategy {
+        Strategy::Recreate => colors(project).to_vec(),
+        Strategy::BlueGreen => vec![project.to_string()],
+    };
+    for p in others {
+        if !engine::project_states(&p)?.is_empty() {
+            log::info!("compose project {p} was left by the module's other strategy; stopping it");
+            engine.down(&p, compose_file, dir)?;
+        }
+    }
+    Ok(())
 }
 
 /// The two project names of a blue/green module.

@@ -130,6 +130,17 @@ impl<'a> Registry<'a> {
             req = req.query("service", service);
         }
         if let Some(b) = self.config.basic_for(&image.registry) {
+            // The password would cross the network in clear text: only to this machine.
+            if let Some(rest) = realm.strip_prefix("http://") {
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+                let host = authority.rsplit('@').next().unwrap_or("");
+                if !super::image::is_loopback_host(host) {
+                    bail!(
+                        "the bearer challenge of registry {} names realm {realm}: refusing to send its credentials there over plain HTTP",
+                        image.registry
+                    );
+                }
+            }
             req = req.header("Authorization", &format!("Basic {b}"));
         }
         let mut resp = req
@@ -289,6 +300,40 @@ mod tests {
         let e = format!("{:#}", reg.check(&image).unwrap_err());
         handle.join().unwrap();
         assert!(e.contains("answered HTTP 401"), "{e}");
+    }
+
+    #[test]
+    fn credentials_are_never_sent_to_a_plain_http_realm_off_this_machine() {
+        // A registry on 127.0.0.1 whose challenge names a plain-HTTP realm that is not a
+        // loopback host (0.0.0.0 is not one, although connecting to it reaches this machine).
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let realm = TcpListener::bind("0.0.0.0:0").unwrap();
+        let realm_port = realm.local_addr().unwrap().port();
+        realm.set_nonblocking(true).unwrap();
+        let handle = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut h = String::new();
+            while reader.read_line(&mut h).unwrap() > 0 && h != "\r\n" {
+                h.clear();
+            }
+            let mut s = stream;
+            let _ = write!(
+                s,
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://0.0.0.0:{realm_port}/token\",service=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        });
+        let cfg = DockerConfig::parse(&format!(
+            r#"{{"auths": {{"127.0.0.1:{port}": {{"auth": "dTpw"}}}}}}"#
+        ))
+        .unwrap();
+        let reg = Registry::new(&cfg, Duration::from_secs(5));
+        let image = ImageRef::parse(&format!("127.0.0.1:{port}/team/app:1")).unwrap();
+        let e = format!("{:#}", reg.check(&image).unwrap_err());
+        handle.join().unwrap();
+        assert!(e.contains("over plain HTTP"), "{e}");
+        assert!(realm.accept().is_err(), "the realm was asked: {e}");
     }
 
     #[test]

@@ -505,3 +505,36 @@ fn compose_prepare_uses_the_docker_config_credentials_of_a_registry_that_demands
     );
     docker(&["rmi", &image]);
 }
+
+#[test]
+#[ignore = "needs Docker, docker-registry and busybox-static; .ci/run installs them and runs these (cargo test --test it -- --ignored)"]
+fn sync_that_changes_the_strategy_leaves_only_the_new_strategys_project_running() {
+    let fx = ComposeFixture::new("sync-switch-strategy", &["1", "2"], &[]);
+    let blue = format!("{}-blue", fx.project);
+    let repo = UpdatesRepo::new();
+    commit_web(&repo, &fx, "1.0.0", &fx.compose_file(&fx.image("1")));
+    let root = InstallRoot::new();
+    let (_, out) = sync_json(&root, &repo);
+    assert_code(&out, 0);
+    assert_eq!(fx.running_version(), "1");
+
+    // recreate → blue-green: the new version runs as blue, the plain project is taken down.
+    let v2 = fx.compose_file(&fx.image("2"));
+    commit_web_with(&repo, &fx, "2.0.0", &v2, "blue-green");
+    let (_, out) = sync_json(&root, &repo);
+    assert_code(&out, 0);
+    assert_eq!(fx.running_version_of(&blue), "2");
+    assert!(
+        fx.containers().is_empty(),
+        "{:?}\n{}",
+        fx.containers(),
+        dump(&out)
+    );
+
+    // blue-green → recreate (back to image 1): the plain project runs, no color is left.
+    commit_web(&repo, &fx, "3.0.0", &fx.compose_file(&fx.image("1")));
+    let (_, out) = sync_json(&root, &repo);
+    assert_code(&out, 0);
+    assert_eq!(fx.running_version(), "1");
+    assert!(fx.containers_of(&blue).is_empty(), "{}", dump(&out));
+}

@@ -13,6 +13,7 @@ mod bundle;
 mod cache;
 mod check;
 mod compose;
+mod compose_rules;
 mod core;
 mod crash;
 mod fleet;
