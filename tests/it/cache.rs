@@ -199,3 +199,61 @@ fn a_noop_check_repairs_the_clone_outside_modules() {
         "the untracked file stays"
     );
 }
+
+/// `git` run in the clone `dir` (its own objects only); panics on failure; trimmed stdout.
+fn git_in(dir: &std::path::Path, args: &[&str], stdin: Option<fs::File>) -> String {
+    let mut cmd = Command::new("git");
+    cmd.arg("-C").arg(dir).args(args);
+    if let Some(f) = stdin {
+        cmd.stdin(f);
+    }
+    let out = cmd.output().expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_module_index_the_clone_failed_to_read_is_not_cached_as_invalid() {
+    let repo = UpdatesRepo::with_modules(2);
+    repo.set_version("m01", "2.0.0");
+    repo.commit("m01 2.0.0");
+    let root = InstallRoot::new();
+    let (doc, out) = check_json(&root, &repo);
+    assert_eq!(decision(&doc, "m01"), "new", "{}", dump(&out));
+    let clone = root.clone_dir();
+
+    // Every object loose, then the blob of m01's index.json taken away (a damaged disk), with
+    // no cache left to answer for it.
+    let pack_dir = clone.join(".git/objects/pack");
+    let aside = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(&pack_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let moved = aside.path().join(path.file_name().unwrap());
+        fs::rename(&path, &moved).unwrap();
+        if moved.extension().is_some_and(|e| e == "pack") {
+            git_in(
+                &clone,
+                &["unpack-objects", "-q"],
+                Some(fs::File::open(&moved).unwrap()),
+            );
+        }
+    }
+    let blob = git_in(&clone, &["rev-parse", "HEAD:modules/m01/index.json"], None);
+    let loose = clone.join(".git/objects").join(&blob[..2]).join(&blob[2..]);
+    let kept = aside.path().join("blob");
+    fs::rename(&loose, &kept).unwrap();
+    fs::remove_file(cache_file(&root)).unwrap();
+
+    let (doc, out) = check_json(&root, &repo);
+    assert_eq!(decision(&doc, "m01"), "invalid", "{}", dump(&out));
+
+    // The object is back (the disk repaired, or the clone made again): the module is read.
+    fs::rename(&kept, &loose).unwrap();
+    let (doc, out) = check_json(&root, &repo);
+    assert_eq!(decision(&doc, "m01"), "new", "{}", dump(&out));
+    assert_eq!(module_entry(&doc, "m01")["available"], "2.0.0");
+}
