@@ -242,11 +242,15 @@ fn missing(file: &Path, errno: rustix::io::Errno) -> anyhow::Error {
     )
 }
 
+/// The largest cache read (10,000 modules take a few megabytes): a larger file is ignored.
+const MAX_CACHE_BYTES: u64 = 256 << 20;
+
 /// Reads the cache, or None when it is missing, unreadable, corrupt, of another format or for
 /// other paths.
 fn load(cache: &Path, repo_modules: &Path, installed_modules: &Path) -> Option<CacheFile> {
     let read = || -> Result<CacheFile> {
-        let bytes = std::fs::read(cache).with_context(|| format!("reading {}", cache.display()))?;
+        let bytes = crate::fs::read_regular_capped(cache, MAX_CACHE_BYTES)?
+            .with_context(|| format!("{} is missing", cache.display()))?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a valid index cache", cache.display()))
     };

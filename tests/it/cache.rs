@@ -257,3 +257,29 @@ fn a_module_index_the_clone_failed_to_read_is_not_cached_as_invalid() {
     assert_eq!(decision(&doc, "m01"), "new", "{}", dump(&out));
     assert_eq!(module_entry(&doc, "m01")["available"], "2.0.0");
 }
+
+#[test]
+fn a_fifo_in_place_of_the_index_cache_does_not_hang_the_run() {
+    let repo = UpdatesRepo::with_modules(1);
+    let root = InstallRoot::new();
+    let (_, out) = check_json(&root, &repo);
+    assert_code(&out, 0);
+    fs::remove_file(cache_file(&root)).unwrap();
+    let made = Command::new("mkfifo")
+        .arg(cache_file(&root))
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    // A guard against a hang, not a measurement: the run takes well under a second.
+    let mut cmd = updater(&root, &repo);
+    cmd.args(["check", "--json"])
+        .timeout(std::time::Duration::from_secs(60));
+    let out = run(cmd);
+    assert_code(&out, 0);
+    assert_eq!(decision(&json_of(&out), "m00"), "new", "{}", dump(&out));
+    assert!(
+        read_cache(&root)["repo"]["m00"].is_object(),
+        "the fifo is replaced by a cache"
+    );
+}
