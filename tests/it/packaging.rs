@@ -348,6 +348,39 @@ fn zsh_completes_installed_module_names() {
 
 #[test]
 #[ignore = "needs zsh; .ci/run installs it and runs these (cargo test --test it -- --ignored)"]
+fn zsh_asks_updater_for_module_names_when_a_wrapper_command_comes_first() {
+    let root = root_with_modules();
+    let script = script(&root, "zsh");
+    let mp = root.path().display().to_string();
+    // `nice updater ...`: the names come from updater, not from running the wrapper
+    // (`nice --modules-path ... complete-modules`; `watch` or `sudo` would hang the shell).
+    for words in [
+        format!("nice updater --modules-path '{mp}' enable "),
+        format!("nice -n 5 ./updater --modules-path='{mp}' disable "),
+    ] {
+        let program = format!(
+            "compdef() {{ : }}\n\
+             source '{}'\n\
+             compadd() {{ [[ $1 == -a ]] && print -l -- ${{(P)2}} }}\n\
+             BUFFER={words:?}\n\
+             _updater_modules\n",
+            script.display()
+        );
+        let out = Command::new("zsh")
+            .arg("-f")
+            .arg("-c")
+            .arg(program)
+            .env("PATH", path_with(&bin_dir(&root)))
+            .current_dir(bin_dir(&root))
+            .output()
+            .expect("zsh is installed");
+        assert!(out.status.success(), "{}", dump(&out));
+        assert_eq!(stdout_of(&out), "adblock\nwebsite\n", "{words}");
+    }
+}
+
+#[test]
+#[ignore = "needs zsh; .ci/run installs it and runs these (cargo test --test it -- --ignored)"]
 fn zsh_completes_module_names_in_an_interactive_shell() {
     let root = root_with_modules();
     let script = script(&root, "zsh");
