@@ -246,6 +246,13 @@ fn force_reset(repo: &Repository, branch: &str, tracking: &str, tip: Oid) -> Res
     repo.reference(&local_ref, tip, true, "updater: reset")
         .context("updating the local branch")?;
     repo.set_head(&local_ref).context("updating HEAD")?;
+    if index_hides_edits(repo) {
+        // The checkout would leave those files as they are: start from an empty index, so
+        // every file is written from the commit.
+        let mut index = repo.index().context("reading the clone's index")?;
+        index.clear().context("clearing the clone's index")?;
+        index.write().context("writing the clone's index")?;
+    }
     let mut co = CheckoutBuilder::new();
     co.force().remove_untracked(true).remove_ignored(true);
     repo.reset(commit.as_object(), ResetType::Hard, Some(&mut co))
@@ -331,10 +338,11 @@ pub fn verify_worktree(synced: &mut SyncedRepo) -> Result<()> {
         // A copied clone (restored backup, cloned SD card) has a stale stat cache: write
         // the refreshed one so later runs do not re-hash every file.
         .update_index(true);
-    let clean = repo
-        .statuses(Some(&mut so))
-        .map(|st| st.is_empty())
-        .unwrap_or(false);
+    let clean = !index_hides_edits(&repo)
+        && repo
+            .statuses(Some(&mut so))
+            .map(|st| st.is_empty())
+            .unwrap_or(false);
     if !clean {
         log::debug!(
             "the work tree of {} differs from {}: resetting it",
@@ -347,6 +355,20 @@ pub fn verify_worktree(synced: &mut SyncedRepo) -> Result<()> {
     }
     synced.worktree_verified = true;
     Ok(())
+}
+
+/// Whether an entry of the clone's index is marked assume-unchanged or skip-worktree: git's
+/// status and checkout skip such a file, so an edit to it would be neither seen nor undone.
+/// An unreadable index counts as hiding something.
+fn index_hides_edits(repo: &Repository) -> bool {
+    const ASSUME_VALID: u16 = 0x8000;
+    const SKIP_WORKTREE: u16 = 0x4000;
+    match repo.index() {
+        Ok(index) => index
+            .iter()
+            .any(|e| e.flags & ASSUME_VALID != 0 || e.flags_extended & SKIP_WORKTREE != 0),
+        Err(_) => true,
+    }
 }
 
 /// `git clean -ffdx`: removes untracked and ignored files and directories, so nothing that is

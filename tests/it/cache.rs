@@ -283,3 +283,37 @@ fn a_fifo_in_place_of_the_index_cache_does_not_hang_the_run() {
         "the fifo is replaced by a cache"
     );
 }
+
+#[test]
+fn an_edit_hidden_from_git_status_in_the_clone_is_never_installed() {
+    let repo = UpdatesRepo::with_modules(1);
+    repo.write("modules/m00/data.txt", "the real data\n");
+    repo.commit("data");
+    let root = InstallRoot::new();
+    assert_code(&sync(&root, &repo, &[]), 0);
+    let clone = root.clone_dir();
+    // Index flags that make git's status skip a file: the edit under them must still be undone.
+    for flag in ["--skip-worktree", "--assume-unchanged"] {
+        fs::remove_dir_all(root.module_dir("m00")).unwrap();
+        git_in(
+            &clone,
+            &["update-index", flag, "modules/m00/data.txt"],
+            None,
+        );
+        fs::write(clone.join("modules/m00/data.txt"), "tampered data\n").unwrap();
+
+        let out = sync(&root, &repo, &[]);
+        assert_code(&out, 0);
+        assert_eq!(
+            fs::read_to_string(root.module_dir("m00").join("data.txt")).unwrap(),
+            "the real data\n",
+            "{flag}: {}",
+            dump(&out)
+        );
+        assert_eq!(
+            fs::read_to_string(clone.join("modules/m00/data.txt")).unwrap(),
+            "the real data\n",
+            "{flag}: the clone was reset"
+        );
+    }
+}
