@@ -192,7 +192,15 @@ fn repo_side(
             .context("a tree entry vanished while reading it")?;
         let file = dir.join("index.json");
         if let Some(c) = old.repo.get(name).filter(|c| whole || c.tree == *tree_id) {
-            return c.index.to_result(&file);
+            // An entry this build cannot turn back into an index is a miss, not a verdict.
+            match &c.index {
+                CachedResult::Ok(cached) => {
+                    if let Ok(index) = cached.to_index(&file) {
+                        return Ok(index);
+                    }
+                }
+                CachedResult::Err(e) => return Err(anyhow::anyhow!("{e}")),
+            }
         }
         *misses += 1;
         let entry = match kind {
@@ -310,15 +318,6 @@ struct RepoEntry {
 enum CachedResult {
     Ok(Cached),
     Err(String),
-}
-
-impl CachedResult {
-    fn to_result(&self, file: &Path) -> Result<ModuleIndex> {
-        match self {
-            CachedResult::Ok(c) => c.to_index(file),
-            CachedResult::Err(e) => Err(anyhow::anyhow!("{e}")),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

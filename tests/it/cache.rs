@@ -317,3 +317,19 @@ fn an_edit_hidden_from_git_status_in_the_clone_is_never_installed() {
         );
     }
 }
+
+#[test]
+fn a_cached_entry_that_no_longer_parses_is_read_again_not_reported() {
+    let repo = UpdatesRepo::with_modules(1);
+    let root = InstallRoot::new();
+    let (doc, out) = check_json(&root, &repo);
+    assert_eq!(decision(&doc, "m00"), "new", "{}", dump(&out));
+    let mut cache = read_cache(&root);
+    cache["repo"]["m00"]["i"]["Ok"]["v"] = json!("not a version");
+    fs::write(cache_file(&root), cache.to_string()).unwrap();
+
+    let (doc, out) = check_json(&root, &repo);
+    assert_eq!(decision(&doc, "m00"), "new", "{}", dump(&out));
+    assert_eq!(module_entry(&doc, "m00")["available"], "1.0.0");
+    assert_eq!(read_cache(&root)["repo"]["m00"]["i"]["Ok"]["v"], "1.0.0");
+}
