@@ -85,13 +85,14 @@ pub fn scan(cache: &Path, clone: &Path, commit: &str, installed_modules: &Path) 
                         == rustix::fs::FileType::RegularFile
                 })
                 .map(|st| Stamp::of(&st));
-            if let Some(stamp) = stamp.filter(|s| s.older_than(cutoff)) {
-                stamps.push((name.to_string(), stamp));
-            }
+            // Only an index that was read can be cached: an unreadable one does not count
+            // (it would make every run rewrite the cache).
+            let cacheable = stamp.filter(|s| s.older_than(cutoff));
             if let (Some(stamp), Some(entry)) = (stamp, old.installed.get(name)) {
                 if entry.stamp == stamp {
                     if let Ok(index) = entry.index.to_index(&file) {
                         hits += 1;
+                        stamps.extend(cacheable.map(|s| (name.to_string(), s)));
                         return Ok(index);
                     }
                 }
@@ -99,6 +100,7 @@ pub fn scan(cache: &Path, clone: &Path, commit: &str, installed_modules: &Path) 
             misses += 1;
             let mut index = ModuleIndex::load(dir)?;
             index.slim();
+            stamps.extend(cacheable.map(|s| (name.to_string(), s)));
             Ok(index)
         })
     };

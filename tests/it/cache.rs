@@ -333,3 +333,28 @@ fn a_cached_entry_that_no_longer_parses_is_read_again_not_reported() {
     assert_eq!(module_entry(&doc, "m00")["available"], "1.0.0");
     assert_eq!(read_cache(&root)["repo"]["m00"]["i"]["Ok"]["v"], "1.0.0");
 }
+
+#[test]
+fn an_unreadable_installed_index_does_not_make_every_run_rewrite_the_cache() {
+    let repo = UpdatesRepo::with_modules(2);
+    let root = InstallRoot::new();
+    root.install_module("m00", "1.0.0");
+    root.install_module("m01", "1.0.0");
+    fs::write(root.module_dir("m01").join("index.json"), "garbage").unwrap();
+    // Stat data are cached only for files changed a few seconds before the scan.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let (doc, out) = check_json(&root, &repo);
+    assert_eq!(decision(&doc, "m00"), "up_to_date", "{}", dump(&out));
+    assert!(read_cache(&root)["installed"]["m00"].is_object());
+    let first = fs::metadata(cache_file(&root)).unwrap().ino();
+
+    // Nothing changed: the cache (written atomically, so a rewrite is a new inode) stays.
+    let (doc, out) = check_json(&root, &repo);
+    assert_eq!(decision(&doc, "m00"), "up_to_date", "{}", dump(&out));
+    assert_eq!(
+        fs::metadata(cache_file(&root)).unwrap().ino(),
+        first,
+        "the cache was rewritten by a run that changed nothing: {}",
+        dump(&out)
+    );
+}
