@@ -170,6 +170,39 @@ fn complete_modules_lists_installed_names_and_changes_nothing() {
     assert_eq!(stdout_of(&out), "");
 }
 
+#[test]
+fn completion_and_man_output_hold_no_log_line_whatever_rust_log_says() {
+    let root = root_with_modules();
+    for args in [
+        vec!["complete-modules"],
+        vec!["completions", "bash"],
+        vec!["man"],
+    ] {
+        // A `$RUST_LOG` updater warns about (and `-v`): the records go to stderr, which the
+        // completion scripts discard, never into the names or the generated files.
+        let out = updater_at(&root)
+            .env("RUST_LOG", "a=b=c")
+            .arg("-v")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{args:?}: {}", dump(&out));
+        assert!(
+            !stdout_of(&out).contains("[WARNING]") && !stdout_of(&out).contains("[DEBUG]"),
+            "{args:?}: a log line in the output: {}",
+            dump(&out)
+        );
+        assert!(
+            stderr_of(&out).contains("a=b=c"),
+            "{args:?}: {}",
+            dump(&out)
+        );
+        if args == ["complete-modules"] {
+            assert_eq!(stdout_of(&out), "adblock\nwebsite\n");
+        }
+    }
+}
+
 /// Writes `updater completions SHELL` beside `root` and returns its path.
 fn script(root: &InstallRoot, shell: &str) -> std::path::PathBuf {
     let out = updater_env(root)
