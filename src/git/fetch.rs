@@ -246,12 +246,24 @@ fn force_reset(repo: &Repository, branch: &str, tracking: &str, tip: Oid) -> Res
     repo.reference(&local_ref, tip, true, "updater: reset")
         .context("updating the local branch")?;
     repo.set_head(&local_ref).context("updating HEAD")?;
-    if index_hides_edits(repo) {
-        // The checkout would leave those files as they are: start from an empty index, so
-        // every file is written from the commit.
-        let mut index = repo.index().context("reading the clone's index")?;
-        index.clear().context("clearing the clone's index")?;
-        index.write().context("writing the clone's index")?;
+    match repo.index() {
+        Ok(mut index) if index_hides_edits(repo) => {
+            // The checkout would leave those files as they are: start from an empty index,
+            // so every file is written from the commit.
+            index.clear().context("clearing the clone's index")?;
+            index.write().context("writing the clone's index")?;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            // Only a cache of the work tree (the commit is in the objects): rebuilt by the
+            // checkout below. Kept, every run would fail here.
+            let file = repo.path().join("index");
+            log::debug!(
+                "the clone's index {} is unreadable ({e}); rebuilding it",
+                file.display()
+            );
+            fs::remove_all(&file)?;
+        }
     }
     let mut co = CheckoutBuilder::new();
     co.force().remove_untracked(true).remove_ignored(true);

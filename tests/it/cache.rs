@@ -358,3 +358,24 @@ fn an_unreadable_installed_index_does_not_make_every_run_rewrite_the_cache() {
         dump(&out)
     );
 }
+
+#[test]
+fn a_damaged_git_index_in_the_clone_is_rebuilt_before_installing() {
+    let repo = UpdatesRepo::with_modules(1);
+    repo.write("modules/m00/data.txt", "the real data\n");
+    repo.commit("data");
+    let root = InstallRoot::new();
+    assert_code(&sync(&root, &repo, &[]), 0);
+    fs::remove_dir_all(root.module_dir("m00")).unwrap();
+    // The clone's index (git's stat cache, not the commit) is garbage, the tip unchanged.
+    fs::write(root.clone_dir().join(".git/index"), "garbage").unwrap();
+
+    let out = sync(&root, &repo, &[]);
+    assert_code(&out, 0);
+    assert_eq!(
+        fs::read_to_string(root.module_dir("m00").join("data.txt")).unwrap(),
+        "the real data\n",
+        "{}",
+        dump(&out)
+    );
+}
