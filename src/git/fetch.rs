@@ -316,7 +316,8 @@ fn dir_matches(repo: &Repository, tree: &git2::Tree<'_>, dir: &Path, top: bool) 
                 let exec = entry.filemode() & 0o111 != 0;
                 meta.is_file()
                     && (meta.permissions().mode() & 0o111 != 0) == exec
-                    && Oid::hash_file(git2::ObjectType::Blob, &path)? == entry.id()
+                    && (Oid::hash_file(git2::ObjectType::Blob, &path)? == entry.id()
+                        || converted_unchanged(repo, &path))
             }
             super::EntryKind::Symlink => {
                 meta.is_symlink()
@@ -329,6 +330,17 @@ fn dir_matches(repo: &Repository, tree: &git2::Tree<'_>, dir: &Path, top: bool) 
         }
     }
     Ok(true)
+}
+
+/// Whether `path`, whose bytes differ from its blob, is what git's checkout made of it (a file
+/// `.gitattributes` converts: line endings, `ident`, a filter): git's status for that one file,
+/// with its filters, against the index, which must hide no edit. Without this, every no-op of
+/// such a repository would take the full reset.
+fn converted_unchanged(repo: &Repository, path: &Path) -> bool {
+    let Some(rel) = repo.workdir().and_then(|w| path.strip_prefix(w).ok()) else {
+        return false;
+    };
+    !index_hides_edits(repo) && repo.status_file(rel).is_ok_and(|st| st.is_empty())
 }
 
 /// Makes sure the whole work tree of a synced clone is exactly its commit, as [`sync`] does

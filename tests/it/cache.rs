@@ -379,3 +379,35 @@ fn a_damaged_git_index_in_the_clone_is_rebuilt_before_installing() {
         dump(&out)
     );
 }
+
+#[test]
+fn a_noop_check_with_line_ending_attributes_does_not_reset_the_clone() {
+    let repo = UpdatesRepo::with_modules(1);
+    repo.write(".gitattributes", "*.txt eol=crlf\n");
+    repo.write("notes.txt", "converted on checkout\n");
+    repo.commit("attributes");
+    let root = InstallRoot::new();
+    assert_code(&sync(&root, &repo, &[]), 0);
+    let clone = root.clone_dir();
+    let stamp = || {
+        let m = fs::metadata(clone.join(".git/index")).unwrap();
+        (m.ino(), m.mtime(), m.mtime_nsec())
+    };
+    let before = stamp();
+
+    // A reset rewrites git's index of the clone: a no-op check must not do one.
+    let (_, out) = check_json(&root, &repo);
+    assert_code(&out, 0);
+    assert_eq!(stamp(), before, "{}", dump(&out));
+
+    // An edit of that file is still seen and undone.
+    fs::write(clone.join("notes.txt"), "tampered\r\n").unwrap();
+    let (_, out) = check_json(&root, &repo);
+    assert_code(&out, 0);
+    assert_eq!(
+        fs::read_to_string(clone.join("notes.txt")).unwrap(),
+        "converted on checkout\r\n",
+        "{}",
+        dump(&out)
+    );
+}
