@@ -39,6 +39,40 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
+/// Reads the regular file `path` whole, without following a final symlink; `None` when it is
+/// missing. A fifo or device (which could block or never end) and a file larger than `max`
+/// bytes are errors that name the path.
+pub fn read_regular_capped(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(
+            rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::NONBLOCK.bits() as i32,
+        )
+        .open(path)
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        other => other.map_err(|e| open_error(path, e))?,
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    if meta.len() > max {
+        bail!("{} is larger than {max} bytes", path.display());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    (&mut file)
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > max {
+        bail!("{} is larger than {max} bytes", path.display());
+    }
+    Ok(Some(bytes))
+}
+
 /// The error of opening `path` without following a final symlink (`O_NOFOLLOW`), worded for
 /// what happened: missing, a symlink (refused), or the system's own reason.
 pub fn open_error(path: &Path, e: std::io::Error) -> anyhow::Error {

@@ -4,7 +4,8 @@
 //! - The repository side is read from the synced commit's tree objects (`git::CommitTree`),
 //!   never from the clone's work tree. It is a pure function of the `modules` tree id: when
 //!   that is unchanged, the whole side comes from the cache; else each module whose subtree id
-//!   is unchanged does, and the others are read from their blobs.
+//!   is unchanged does, and the others are read from their blobs. A verdict on a module's
+//!   content (missing, invalid) is cached; git failing to read its objects is not.
 //! - The installed side is trusted per module only when its `index.json`'s stat data (device,
 //!   inode, size, mtime and ctime to the nanosecond, as git's index keeps them) match the
 //!   cached ones. Stat data are cached only for a file last changed a few seconds before the
@@ -63,7 +64,7 @@ pub fn scan(cache: &Path, clone: &Path, commit: &str, installed_modules: &Path) 
         .unwrap_or(0);
 
     let mut repo_misses = 0usize;
-    let (repo, modules_tree, tree_ids) =
+    let (repo, modules_tree, tree_ids, unread) =
         repo_side(clone, commit, &repo_modules, &old, &mut repo_misses)?;
     dirty |=
         repo_misses > 0 || modules_tree != old.modules_tree || tree_ids.len() != old.repo.len();
@@ -84,13 +85,14 @@ pub fn scan(cache: &Path, clone: &Path, commit: &str, installed_modules: &Path) 
                         == rustix::fs::FileType::RegularFile
                 })
                 .map(|st| Stamp::of(&st));
-            if let Some(stamp) = stamp.filter(|s| s.older_than(cutoff)) {
-                stamps.push((name.to_string(), stamp));
-            }
+            // Only an index that was read can be cached: an unreadable one does not count
+            // (it would make every run rewrite the cache).
+            let cacheable = stamp.filter(|s| s.older_than(cutoff));
             if let (Some(stamp), Some(entry)) = (stamp, old.installed.get(name)) {
                 if entry.stamp == stamp {
                     if let Ok(index) = entry.index.to_index(&file) {
                         hits += 1;
+                        stamps.extend(cacheable.map(|s| (name.to_string(), s)));
                         return Ok(index);
                     }
                 }
@@ -98,6 +100,7 @@ pub fn scan(cache: &Path, clone: &Path, commit: &str, installed_modules: &Path) 
             misses += 1;
             let mut index = ModuleIndex::load(dir)?;
             index.slim();
+            stamps.extend(cacheable.map(|s| (name.to_string(), s)));
             Ok(index)
         })
     };
@@ -118,6 +121,9 @@ pub fn scan(cache: &Path, clone: &Path, commit: &str, installed_modules: &Path) 
             ..CacheFile::default()
         };
         for (name, tree) in tree_ids {
+            if unread.contains(&name) {
+                continue;
+            }
             let index = match repo.modules.get(&name) {
                 Some(Ok(index)) => CachedResult::Ok(Cached::of(index)),
                 Some(Err(e)) => CachedResult::Err(e.clone()),
@@ -136,8 +142,14 @@ pub fn scan(cache: &Path, clone: &Path, commit: &str, installed_modules: &Path) 
     Ok(Sides { repo, installed })
 }
 
-/// The repository side, the `modules` tree id, and (name, tree id) of each module.
-type RepoScan = (Side, Option<String>, Vec<(String, String)>);
+/// The repository side, the `modules` tree id, (name, tree id) of each module, and the
+/// modules whose objects could not be read (their error is not cached).
+type RepoScan = (
+    Side,
+    Option<String>,
+    Vec<(String, String)>,
+    std::collections::HashSet<String>,
+);
 
 /// How many seconds before a scan a file must have last changed for its stat data to be
 /// cached (more than the coarsest file timestamp granularity in use, 2 s on FAT).
@@ -154,11 +166,14 @@ fn repo_side(
 ) -> Result<RepoScan> {
     let tree = CommitTree::open(clone, commit)?;
     let (id, entries) = match tree.modules()? {
-        ModulesDir::Missing => return Ok((Side::default(), None, Vec::new())),
+        ModulesDir::Missing => return Ok((Side::default(), None, Vec::new(), Default::default())),
         ModulesDir::NotADir => anyhow::bail!("{}", plan::not_a_directory(repo_modules)),
         ModulesDir::Tree(id, entries) => (id, entries),
     };
     let whole = old.modules_tree.as_deref() == Some(id.as_str());
+    // A module whose tree or blob git failed to read (a damaged or missing object): its error
+    // says nothing about the tree id, so it is not cached and the next run reads it again.
+    let mut unread = std::collections::HashSet::new();
     let mut listed = Vec::with_capacity(entries.len());
     let mut ids: HashMap<String, (String, EntryKind)> = HashMap::with_capacity(entries.len());
     for e in entries {
@@ -179,12 +194,22 @@ fn repo_side(
             .context("a tree entry vanished while reading it")?;
         let file = dir.join("index.json");
         if let Some(c) = old.repo.get(name).filter(|c| whole || c.tree == *tree_id) {
-            return c.index.to_result(&file);
+            // An entry this build cannot turn back into an index is a miss, not a verdict.
+            match &c.index {
+                CachedResult::Ok(cached) => {
+                    if let Ok(index) = cached.to_index(&file) {
+                        return Ok(index);
+                    }
+                }
+                CachedResult::Err(e) => return Err(anyhow::anyhow!("{e}")),
+            }
         }
         *misses += 1;
         let entry = match kind {
             EntryKind::Submodule => IndexEntry::Missing,
-            _ => tree.index_entry(tree_id)?,
+            _ => tree.index_entry(tree_id).inspect_err(|_| {
+                unread.insert(name.to_string());
+            })?,
         };
         let result = match entry {
             IndexEntry::Missing => Err(missing(&file, rustix::io::Errno::NOENT)),
@@ -193,13 +218,17 @@ fn repo_side(
                 "{} is not a regular file (a fifo or device?)",
                 file.display()
             )),
-            IndexEntry::File(blob_id) => match tree.blob(&blob_id, MAX_INDEX_BYTES)? {
-                Blob::TooLarge(_) => Err(anyhow::anyhow!(
-                    "{} is larger than {MAX_INDEX_BYTES} bytes",
-                    file.display()
-                )),
-                Blob::Bytes(bytes) => ModuleIndex::from_bytes(&file, bytes),
-            },
+            IndexEntry::File(blob_id) => {
+                match tree.blob(&blob_id, MAX_INDEX_BYTES).inspect_err(|_| {
+                    unread.insert(name.to_string());
+                })? {
+                    Blob::TooLarge(_) => Err(anyhow::anyhow!(
+                        "{} is larger than {MAX_INDEX_BYTES} bytes",
+                        file.display()
+                    )),
+                    Blob::Bytes(bytes) => ModuleIndex::from_bytes(&file, bytes),
+                }
+            }
         };
         result.map(|mut index| {
             index.slim();
@@ -212,7 +241,7 @@ fn repo_side(
         .filter(|(name, _)| side.modules.contains_key(name))
         .map(|(name, (tree, _))| (name, tree))
         .collect();
-    Ok((side, Some(id), tree_ids))
+    Ok((side, Some(id), tree_ids, unread))
 }
 
 /// The error `ModuleIndex::load` gives when opening `file` fails with `errno`.
@@ -223,11 +252,15 @@ fn missing(file: &Path, errno: rustix::io::Errno) -> anyhow::Error {
     )
 }
 
+/// The largest cache read (10,000 modules take a few megabytes): a larger file is ignored.
+const MAX_CACHE_BYTES: u64 = 256 << 20;
+
 /// Reads the cache, or None when it is missing, unreadable, corrupt, of another format or for
 /// other paths.
 fn load(cache: &Path, repo_modules: &Path, installed_modules: &Path) -> Option<CacheFile> {
     let read = || -> Result<CacheFile> {
-        let bytes = std::fs::read(cache).with_context(|| format!("reading {}", cache.display()))?;
+        let bytes = crate::fs::read_regular_capped(cache, MAX_CACHE_BYTES)?
+            .with_context(|| format!("{} is missing", cache.display()))?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a valid index cache", cache.display()))
     };
@@ -287,15 +320,6 @@ struct RepoEntry {
 enum CachedResult {
     Ok(Cached),
     Err(String),
-}
-
-impl CachedResult {
-    fn to_result(&self, file: &Path) -> Result<ModuleIndex> {
-        match self {
-            CachedResult::Ok(c) => c.to_index(file),
-            CachedResult::Err(e) => Err(anyhow::anyhow!("{e}")),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -89,7 +89,14 @@ impl ExitStatus {
 pub fn run(cfg: &Config) -> Result<ExitStatus> {
     // The environment is read here, once, before anything can depend on it.
     commands::settings::environment();
-    logging::init(cfg.verbosity, cfg.json);
+    // Log records go to stderr when stdout carries data: a JSON document, or what shells and
+    // packaging read (completion names and scripts, the man page).
+    let stdout_is_data = cfg.json
+        || matches!(
+            cfg.command,
+            Command::Completions(_) | Command::Man | Command::CompleteModules
+        );
+    logging::init(cfg.verbosity, stdout_is_data);
     if matches!(cfg.command, Command::Sync | Command::Legacy) {
         signals::install()?;
     }

@@ -1,8 +1,9 @@
 //! Log output: every line is `[YYYY-MM-DD HH:MM:SS] [LEVEL] message` (UTC, Python's level names,
 //! as the upstream tool printed them and the admin UI parses them), on stdout, or on stderr when
-//! stdout carries a JSON document. Records go through the one printer (`output`): the message is
-//! escaped there, so one record is exactly one line whatever a module name or a program's output
-//! holds, and a closed or full output never panics.
+//! stdout carries data (a JSON document, completion names or scripts, the man page). Records go
+//! through the one printer (`output`): the message is escaped there, so one record is exactly
+//! one line whatever a module name or a program's output holds, and a closed or full output
+//! never panics.
 //!
 //! - **journald**: when `$JOURNAL_STREAM` (`DEV:INODE`, set by systemd) names the stream the log
 //!   goes to, each line starts with its sd-daemon(3) priority instead of a timestamp (journald

@@ -200,6 +200,10 @@ _updater_modules() {{
     # the command and any --modules-path before it.
     local -a line root names
     line=(${{(Q)${{(z)BUFFER}}}})
+    # From the updater command on: a wrapper before it (`sudo`, `nice -n 5`, `watch`) is
+    # not what to run for the names.
+    local c=${{line[(i)(*/|)updater]}}
+    (( c <= $#line )) && line=("${{(@)line[c,-1]}}")
     local i=${{line[(I)--modules-path]}}
     if (( i > 0 )); then
         root=(--modules-path "${{line[i+1]}}")

@@ -246,6 +246,25 @@ fn force_reset(repo: &Repository, branch: &str, tracking: &str, tip: Oid) -> Res
     repo.reference(&local_ref, tip, true, "updater: reset")
         .context("updating the local branch")?;
     repo.set_head(&local_ref).context("updating HEAD")?;
+    match repo.index() {
+        Ok(mut index) if index_hides_edits(repo) => {
+            // The checkout would leave those files as they are: start from an empty index,
+            // so every file is written from the commit.
+            index.clear().context("clearing the clone's index")?;
+            index.write().context("writing the clone's index")?;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            // Only a cache of the work tree (the commit is in the objects): rebuilt by the
+            // checkout below. Kept, every run would fail here.
+            let file = repo.path().join("index");
+            log::debug!(
+                "the clone's index {} is unreadable ({e}); rebuilding it",
+                file.display()
+            );
+            fs::remove_all(&file)?;
+        }
+    }
     let mut co = CheckoutBuilder::new();
     co.force().remove_untracked(true).remove_ignored(true);
     repo.reset(commit.as_object(), ResetType::Hard, Some(&mut co))
@@ -297,7 +316,8 @@ fn dir_matches(repo: &Repository, tree: &git2::Tree<'_>, dir: &Path, top: bool) 
                 let exec = entry.filemode() & 0o111 != 0;
                 meta.is_file()
                     && (meta.permissions().mode() & 0o111 != 0) == exec
-                    && Oid::hash_file(git2::ObjectType::Blob, &path)? == entry.id()
+                    && (Oid::hash_file(git2::ObjectType::Blob, &path)? == entry.id()
+                        || converted_unchanged(repo, &path))
             }
             super::EntryKind::Symlink => {
                 meta.is_symlink()
@@ -310,6 +330,17 @@ fn dir_matches(repo: &Repository, tree: &git2::Tree<'_>, dir: &Path, top: bool) 
         }
     }
     Ok(true)
+}
+
+/// Whether `path`, whose bytes differ from its blob, is what git's checkout made of it (a file
+/// `.gitattributes` converts: line endings, `ident`, a filter): git's status for that one file,
+/// with its filters, against the index, which must hide no edit. Without this, every no-op of
+/// such a repository would take the full reset.
+fn converted_unchanged(repo: &Repository, path: &Path) -> bool {
+    let Some(rel) = repo.workdir().and_then(|w| path.strip_prefix(w).ok()) else {
+        return false;
+    };
+    !index_hides_edits(repo) && repo.status_file(rel).is_ok_and(|st| st.is_empty())
 }
 
 /// Makes sure the whole work tree of a synced clone is exactly its commit, as [`sync`] does
@@ -331,10 +362,11 @@ pub fn verify_worktree(synced: &mut SyncedRepo) -> Result<()> {
         // A copied clone (restored backup, cloned SD card) has a stale stat cache: write
         // the refreshed one so later runs do not re-hash every file.
         .update_index(true);
-    let clean = repo
-        .statuses(Some(&mut so))
-        .map(|st| st.is_empty())
-        .unwrap_or(false);
+    let clean = !index_hides_edits(&repo)
+        && repo
+            .statuses(Some(&mut so))
+            .map(|st| st.is_empty())
+            .unwrap_or(false);
     if !clean {
         log::debug!(
             "the work tree of {} differs from {}: resetting it",
@@ -347,6 +379,20 @@ pub fn verify_worktree(synced: &mut SyncedRepo) -> Result<()> {
     }
     synced.worktree_verified = true;
     Ok(())
+}
+
+/// Whether an entry of the clone's index is marked assume-unchanged or skip-worktree: git's
+/// status and checkout skip such a file, so an edit to it would be neither seen nor undone.
+/// An unreadable index counts as hiding something.
+fn index_hides_edits(repo: &Repository) -> bool {
+    const ASSUME_VALID: u16 = 0x8000;
+    const SKIP_WORKTREE: u16 = 0x4000;
+    match repo.index() {
+        Ok(index) => index
+            .iter()
+            .any(|e| e.flags & ASSUME_VALID != 0 || e.flags_extended & SKIP_WORKTREE != 0),
+        Err(_) => true,
+    }
 }
 
 /// `git clean -ffdx`: removes untracked and ignored files and directories, so nothing that is

@@ -170,6 +170,39 @@ fn complete_modules_lists_installed_names_and_changes_nothing() {
     assert_eq!(stdout_of(&out), "");
 }
 
+#[test]
+fn completion_and_man_output_hold_no_log_line_whatever_rust_log_says() {
+    let root = root_with_modules();
+    for args in [
+        vec!["complete-modules"],
+        vec!["completions", "bash"],
+        vec!["man"],
+    ] {
+        // A `$RUST_LOG` updater warns about (and `-v`): the records go to stderr, which the
+        // completion scripts discard, never into the names or the generated files.
+        let out = updater_at(&root)
+            .env("RUST_LOG", "a=b=c")
+            .arg("-v")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{args:?}: {}", dump(&out));
+        assert!(
+            !stdout_of(&out).contains("[WARNING]") && !stdout_of(&out).contains("[DEBUG]"),
+            "{args:?}: a log line in the output: {}",
+            dump(&out)
+        );
+        assert!(
+            stderr_of(&out).contains("a=b=c"),
+            "{args:?}: {}",
+            dump(&out)
+        );
+        if args == ["complete-modules"] {
+            assert_eq!(stdout_of(&out), "adblock\nwebsite\n");
+        }
+    }
+}
+
 /// Writes `updater completions SHELL` beside `root` and returns its path.
 fn script(root: &InstallRoot, shell: &str) -> std::path::PathBuf {
     let out = updater_env(root)
@@ -339,6 +372,39 @@ fn zsh_completes_installed_module_names() {
             .arg(program)
             .env("PATH", path_with(&bin_dir(&root)))
             .current_dir(root.home.path())
+            .output()
+            .expect("zsh is installed");
+        assert!(out.status.success(), "{}", dump(&out));
+        assert_eq!(stdout_of(&out), "adblock\nwebsite\n", "{words}");
+    }
+}
+
+#[test]
+#[ignore = "needs zsh; .ci/run installs it and runs these (cargo test --test it -- --ignored)"]
+fn zsh_asks_updater_for_module_names_when_a_wrapper_command_comes_first() {
+    let root = root_with_modules();
+    let script = script(&root, "zsh");
+    let mp = root.path().display().to_string();
+    // `nice updater ...`: the names come from updater, not from running the wrapper
+    // (`nice --modules-path ... complete-modules`; `watch` or `sudo` would hang the shell).
+    for words in [
+        format!("nice updater --modules-path '{mp}' enable "),
+        format!("nice -n 5 ./updater --modules-path='{mp}' disable "),
+    ] {
+        let program = format!(
+            "compdef() {{ : }}\n\
+             source '{}'\n\
+             compadd() {{ [[ $1 == -a ]] && print -l -- ${{(P)2}} }}\n\
+             BUFFER={words:?}\n\
+             _updater_modules\n",
+            script.display()
+        );
+        let out = Command::new("zsh")
+            .arg("-f")
+            .arg("-c")
+            .arg(program)
+            .env("PATH", path_with(&bin_dir(&root)))
+            .current_dir(bin_dir(&root))
             .output()
             .expect("zsh is installed");
         assert!(out.status.success(), "{}", dump(&out));
