@@ -43,15 +43,28 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
 /// missing. A fifo or device (which could block or never end) and a file larger than `max`
 /// bytes are errors that name the path.
 pub fn read_regular_capped(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    read_capped(path, max, true)
+}
+
+/// [`read_regular_capped`], following a final symlink (the install root's global index may be
+/// one).
+pub fn read_file_capped(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    read_capped(path, max, false)
+}
+
+fn read_capped(path: &Path, max: u64, no_follow: bool) -> Result<Option<Vec<u8>>> {
+    let mut flags = rustix::fs::OFlags::NONBLOCK;
+    if no_follow {
+        flags |= rustix::fs::OFlags::NOFOLLOW;
+    }
     let mut file = match OpenOptions::new()
         .read(true)
-        .custom_flags(
-            rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::NONBLOCK.bits() as i32,
-        )
+        .custom_flags(flags.bits() as i32)
         .open(path)
     {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        other => other.map_err(|e| open_error(path, e))?,
+        Err(e) if no_follow => return Err(open_error(path, e)),
+        other => other.with_context(|| format!("reading {}", path.display()))?,
     };
     let meta = file
         .metadata()
@@ -63,6 +76,7 @@ pub fn read_regular_capped(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
         bail!("{} is larger than {max} bytes", path.display());
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // `take` also stops a file that grows while it is read.
     (&mut file)
         .take(max + 1)
         .read_to_end(&mut bytes)

@@ -31,34 +31,9 @@ impl GlobalIndex {
     /// Like module indexes, a global index larger than [`crate::module::MAX_INDEX_BYTES`] or one
     /// that is not a regular file (a fifo would hang the run) is refused, naming the file.
     pub fn load(path: &Path) -> Result<Option<GlobalIndex>> {
-        use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
-        let max = crate::module::MAX_INDEX_BYTES;
-        let file = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-            .open(path)
-        {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            other => other.with_context(|| format!("reading {}", path.display()))?,
+        let Some(bytes) = crate::fs::read_file_capped(path, crate::module::MAX_INDEX_BYTES)? else {
+            return Ok(None);
         };
-        let meta = file
-            .metadata()
-            .with_context(|| format!("reading {}", path.display()))?;
-        if !meta.is_file() {
-            bail!("{} is not a regular file", path.display());
-        }
-        if meta.len() > max {
-            bail!("{} is larger than {max} bytes", path.display());
-        }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        // `take` also stops a file that grows while it is read.
-        file.take(max + 1)
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if bytes.len() as u64 > max {
-            bail!("{} is larger than {max} bytes", path.display());
-        }
         let text =
             String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
         Self::parse(path, &text).map(Some)
